@@ -1,0 +1,25 @@
+"""attnlab: the attention mechanism — build it, run it fast, train models with it, see it.
+
+Public API (each name documented where it is defined):
+
+* :func:`scaled_dot_product_attention` — softmax(QKᵀ/√d_k)·V with masks, exact weights on demand
+* :mod:`attnlab.masks` — causal, sliding-window and padding masks (True = may attend)
+* :class:`MultiHeadAttention` — batch-first multi-head / grouped-query attention
+"""
+
+from attnlab.functional import masks
+from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
+from attnlab.nn.attention import MultiHeadAttention
+from attnlab.nn.kv_cache import KVCache, LayerKVCache
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionResult",
+    "KVCache",
+    "LayerKVCache",
+    "MultiHeadAttention",
+    "__version__",
+    "masks",
+    "scaled_dot_product_attention",
+]

@@ -1,0 +1,1 @@
+"""The `attnlab` command line: one subcommand per module in this package."""

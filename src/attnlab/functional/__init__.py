@@ -1,0 +1,1 @@
+"""The functional core: attention kernels (fast paths + a readable reference), masks."""

@@ -1,0 +1,1 @@
+"""Modules: thin nn.Module wrappers over the functional core."""

@@ -1,0 +1,211 @@
+"""Multi-head attention: a thin module over :func:`attnlab.scaled_dot_product_attention`.
+
+MultiHead(Q, K, V) = Concat(head_1, …, head_H)·W_O,  head_i = Attention(Q·W_i^Q, K·W_i^K, V·W_i^V)
+(Vaswani et al., 2017, §3.2.2).
+
+W_Q, W_K, W_V and W_O are D×D matrices; the forward pass only *views* them as H blocks of
+d_h = D/H columns, so H heads have exactly the parameters of one head of size D (see
+:func:`attention_parameter_count`). More heads cost more compute, not more parameters.
+
+Dimension legend: B batch, T / Lq query positions, S / Lk key positions, D model width,
+H heads, H_kv key/value heads (grouped-query attention), d_h = D / H head size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from attnlab import observe
+from attnlab.functional.attention import scaled_dot_product_attention
+from attnlab.nn.kv_cache import LayerKVCache
+
+__all__ = ["MultiHeadAttention"]
+
+
+def _nearest_divisors(d_model: int, n_heads: int) -> list[int]:
+    divisors = [h for h in range(1, d_model + 1) if d_model % h == 0]
+    below = [h for h in divisors if h < n_heads]
+    above = [h for h in divisors if h > n_heads]
+    return ([below[-1]] if below else []) + ([above[0]] if above else [])
+
+
+class MultiHeadAttention(nn.Module):
+    """Batch-first multi-head attention ``(B, T, D)``, self- or cross-attention.
+
+    Args:
+        d_model: model width D (the query size and the output size).
+        n_heads: number of query heads H; D must be divisible by H.
+        kdim, vdim: sizes of the key and value inputs for cross-attention (default D).
+        n_kv_heads: key/value heads H_kv for grouped-query attention (H_kv divides H; 1 is
+            multi-query attention). Default H (ordinary multi-head attention).
+        bias: add biases to the four projections.
+        dropout: dropout on the attention weights during training.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        *,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        n_kv_heads: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("d_model", d_model), ("n_heads", n_heads)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if d_model % n_heads != 0:
+            raise ValueError(
+                f"d_model must be divisible by n_heads: {d_model} % {n_heads} = "
+                f"{d_model % n_heads}; nearest valid head counts: "
+                f"{_nearest_divisors(d_model, n_heads)}"
+            )
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        if not isinstance(n_kv_heads, int) or n_kv_heads <= 0 or n_heads % n_kv_heads != 0:
+            raise ValueError(
+                f"n_kv_heads must be a positive divisor of n_heads={n_heads}; got {n_kv_heads!r}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.kdim = d_model if kdim is None else kdim
+        self.vdim = d_model if vdim is None else vdim
+        self.dropout = dropout
+        kv_width = n_kv_heads * self.head_dim
+        factory = {"device": device, "dtype": dtype}
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias, **factory)  # W_Q
+        self.k_proj = nn.Linear(self.kdim, kv_width, bias=bias, **factory)  # W_K
+        self.v_proj = nn.Linear(self.vdim, kv_width, bias=bias, **factory)  # W_V
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)  # W_O
+
+    def forward(
+        self,
+        query: Tensor,  # (B, T, D)
+        key: Tensor | None = None,  # (B, S, kdim); None → self-attention
+        value: Tensor | None = None,  # (B, S, vdim); None → key
+        *,
+        mask: Tensor | None = None,  # broadcastable to (B, H, T, S); True = may attend
+        key_padding_mask: Tensor | None = None,  # (B, S); True (or 1) = real token
+        causal: bool = False,
+        need_weights: bool = False,
+        average_weights: bool = False,
+        kv_cache: LayerKVCache | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Returns ``(output (B, T, D), weights)``; weights are ``(B, H, T, S)`` per head, or
+        ``(B, T, S)`` with ``average_weights``, and None unless ``need_weights``.
+
+        ``key_padding_mask`` follows attnlab's convention, **True = may attend** (a real token),
+        like Hugging Face's ``attention_mask``; PyTorch's ``nn.MultiheadAttention`` uses the
+        opposite one (convert with :func:`attnlab.functional.masks.from_masked_out`).
+        With ``kv_cache``, the new keys/values are appended and attention runs over the whole
+        cache; ``causal`` then aligns to the end (new queries see all cached positions).
+        """
+        with observe.scope(self):
+            return self._forward(
+                query, key, value, mask, key_padding_mask, causal, need_weights,
+                average_weights, kv_cache,
+            )  # fmt: skip
+
+    def _forward(
+        self,
+        query: Tensor,
+        key: Tensor | None,
+        value: Tensor | None,
+        mask: Tensor | None,
+        key_padding_mask: Tensor | None,
+        causal: bool,
+        need_weights: bool,
+        average_weights: bool,
+        kv_cache: LayerKVCache | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        key = query if key is None else key
+        value = key if value is None else value
+        self._check_inputs(query, key, value)
+        B, T, _ = query.shape
+        H, H_kv, d_h = self.n_heads, self.n_kv_heads, self.head_dim
+        observe.emit_step("x", query)
+        q = self.q_proj(query)  # (B, T, D)
+        k = self.k_proj(key)  # (B, S, H_kv·d_h)
+        v = self.v_proj(value)  # (B, S, H_kv·d_h)
+        observe.emit_step("q", q)
+        q = q.view(B, T, H, d_h).transpose(1, 2)  # (B, T, H, d_h) → (B, H, T, d_h)
+        k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
+        v = v.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
+        observe.emit_step("heads", q, f"{self.d_model} → {H}×{d_h}")
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (B, H_kv, S_cached + S, d_h)
+        if H_kv != H:  # grouped-query: each key/value head serves H / H_kv query heads
+            k = k.repeat_interleave(H // H_kv, dim=1)  # (B, H, S, d_h)
+            v = v.repeat_interleave(H // H_kv, dim=1)
+        attn_mask = self._merge_masks(mask, key_padding_mask, B, T, k.shape[2])
+        out, weights = scaled_dot_product_attention(
+            q, k, v, attn_mask, causal=causal, dropout=self.dropout,
+            need_weights=need_weights, training=self.training,
+        )  # fmt: skip
+        # out (B, H, T, d_h); weights (B, H, T, S) or None
+        out = out.transpose(1, 2).reshape(B, T, self.d_model)  # concat heads: (B, T, D)
+        observe.emit_step("concat", out, f"{H}×{d_h} → {self.d_model}")
+        out = self.out_proj(out)  # W_O, no non-linearity after the concatenation: (B, T, D)
+        observe.emit_step("out", out)
+        if weights is not None and average_weights:
+            weights = weights.mean(dim=1)  # (B, T, S)
+        return out, weights
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+        expected = {"query": self.d_model, "key": self.kdim, "value": self.vdim}
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.dim() != 3:
+                raise ValueError(
+                    f"{name} must have shape (B, T, {expected[name]}) (batch first); got "
+                    f"{tuple(t.shape)}"
+                )
+            if t.shape[-1] != expected[name]:
+                raise ValueError(
+                    f"{name} must have last dimension {expected[name]}; got shape {tuple(t.shape)}"
+                )
+        if key.shape[:2] != value.shape[:2]:
+            raise ValueError(
+                f"key and value must share (B, S); got key {tuple(key.shape)}, "
+                f"value {tuple(value.shape)}"
+            )
+        if query.shape[0] != key.shape[0]:
+            raise ValueError(
+                f"query and key must have the same batch size: query has {query.shape[0]}, "
+                f"key has {key.shape[0]}"
+            )
+
+    @staticmethod
+    def _merge_masks(
+        mask: Tensor | None, key_padding_mask: Tensor | None, B: int, T: int, S: int
+    ) -> Tensor | None:
+        if key_padding_mask is None:
+            return mask
+        if key_padding_mask.shape != (B, S):
+            raise ValueError(
+                f"key_padding_mask must have shape (B, S) = ({B}, {S}); got "
+                f"{tuple(key_padding_mask.shape)}"
+            )
+        if key_padding_mask.dtype != torch.bool:
+            if key_padding_mask.is_floating_point():
+                raise ValueError(
+                    "key_padding_mask must be bool or integer 0/1 (True/1 = real token); got "
+                    f"dtype {key_padding_mask.dtype}"
+                )
+            key_padding_mask = key_padding_mask != 0
+        padding = key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
+        if mask is None:
+            return padding
+        if mask.dtype == torch.bool:
+            return mask & padding
+        return mask.masked_fill(~padding, float("-inf"))
+
+    def extra_repr(self) -> str:
+        kv = f", n_kv_heads={self.n_kv_heads}" if self.n_kv_heads != self.n_heads else ""
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}{kv}"

@@ -7,10 +7,11 @@ Public API (each name documented where it is defined):
 * :class:`MultiHeadAttention` — batch-first multi-head / grouped-query attention
 """
 
-from attnlab.functional import masks
+from attnlab import masks
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.nn.kv_cache import KVCache, LayerKVCache
+from attnlab.trace import trace_shapes
 
 __version__ = "0.1.0"
 
@@ -22,4 +23,5 @@ __all__ = [
     "__version__",
     "masks",
     "scaled_dot_product_attention",
+    "trace_shapes",
 ]

@@ -29,6 +29,7 @@ from torch import Tensor
 from attnlab import observe
 from attnlab.functional.checks import check_attention_inputs, leading_shape
 from attnlab.functional.masks import causal as causal_mask
+from attnlab.functional.padded import padded_flash, prefix_lengths
 from attnlab.functional.reference import reference_attention
 
 __all__ = ["AttentionResult", "attention_weights_from_lse", "scaled_dot_product_attention"]
@@ -91,7 +92,8 @@ def scaled_dot_product_attention(
         mask, causal = None, True  # the fast route: is_causal instead of an N×N mask
         observe.emit_step("mask", None, "boolean mask recognised as causal → is_causal")
 
-    observe.emit_step("q", q)
+    if observe.active_observers() and observe.current_module() is None:
+        observe.emit_step("q", q)  # inside a module the module reports its own q
     observe.emit_step("k", k)
     observe.emit_step("v", v)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
@@ -103,7 +105,7 @@ def scaled_dot_product_attention(
             q, k, v, mask, causal=causal, scale=scale, dropout=drop, training=training
         )
         observe.emit_step("weights", weights)
-        observe.emit_step("out", out)
+        observe.emit_step("context", out)
         return AttentionResult(out, weights)
     if not fusable:
         observe.emit_step("kernel", None, f"PyTorch SDPA: {_why_not_fusable(q, v, drop)}")
@@ -111,7 +113,7 @@ def scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale
         )
         out = _zero_empty_rows(out, mask)
-        observe.emit_step("out", out)
+        observe.emit_step("context", out)
         return AttentionResult(out, None)
 
     out, lse, q4, k4, bias = _fused(q, k, v, mask, causal, scale)
@@ -127,7 +129,7 @@ def scaled_dot_product_attention(
         observe.emit_attention(
             observe.AttentionCall(q=q4, k=k4, mask=bias, causal=causal, scale=scale, lse=lse)
         )
-    observe.emit_step("out", out)
+    observe.emit_step("context", out)
     return AttentionResult(out, weights)
 
 
@@ -143,9 +145,15 @@ def _fused(
     if mask is not None:
         bias = _as_bias(mask, q.dtype)
         bias = _as4d(bias, lead) if bias.dim() > 2 or len(lead) != 2 else bias
-    out, lse = _flash(q4, k4, v4, 0.0, causal, attn_mask=bias, scale=scale)  # (B',H',Lq,d_v)
+    lengths = None
+    if mask is not None and q.dim() == 4 and not q4.requires_grad:
+        lengths = prefix_lengths(mask, q4.shape[0], lk)
+    if lengths is not None:  # padded batch: attend to each sample's real keys only
+        observe.emit_step("mask", None, "key-padding prefix mask → per-sample fused kernel")
+        out, lse = padded_flash(q4, k4, v4, lengths, causal, scale)  # (B,H,Lq,d_v), (B,H,Lq)
+    else:
+        out, lse = _flash(q4, k4, v4, 0.0, causal, attn_mask=bias, scale=scale)  # (B',H',Lq,d_v)
     out = out.reshape(*lead, lq, v.shape[-1])
-    del lk
     return out, lse, q4, k4, bias
 
 

@@ -9,10 +9,21 @@ Dimension legend: B batch, Lq queries, Lk keys.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-__all__ = ["causal", "from_masked_out"]
+__all__ = [
+    "MaskReport",
+    "causal",
+    "combine",
+    "describe",
+    "from_key_padding",
+    "from_masked_out",
+    "padding_from_lengths",
+    "sliding_window",
+]
 
 
 def causal(lq: int, lk: int | None = None, *, device: torch.device | str | None = None) -> Tensor:
@@ -35,3 +46,141 @@ def from_masked_out(masked_out: Tensor) -> Tensor:
     if masked_out.dtype == torch.bool:
         return ~masked_out
     return masked_out
+
+
+def sliding_window(
+    lq: int, lk: int | None = None, *, window: int, device: torch.device | str | None = None
+) -> Tensor:
+    """Causal sliding-window mask (Lq, Lk), True = may attend, aligned to the end like
+    :func:`causal`: query i sees the ``window`` most recent keys up to and including its own
+    position (Longformer / Mistral-style local attention)."""
+    if window <= 0:
+        raise ValueError(f"window must be a positive number of keys; got {window}")
+    lk = lq if lk is None else lk
+    offset = lk - lq
+    return causal(lq, lk, device=device) & ~causal(lq, lk, device=device).tril(offset - window)
+
+
+def padding_from_lengths(
+    lengths: Tensor | list[int],
+    max_len: int | None = None,
+    *,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Key-padding mask (B, 1, 1, Lk) from sequence lengths: True for the first ``lengths[b]``
+    keys of each row (real tokens), False for the padding after them."""
+    lengths = torch.as_tensor(lengths, device=device)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must be 1-D (B,); got shape {tuple(lengths.shape)}")
+    longest = int(lengths.max()) if lengths.numel() else 0
+    max_len = longest if max_len is None else max_len
+    if lengths.numel() and (int(lengths.min()) < 0 or longest > max_len):
+        raise ValueError(
+            f"lengths must lie in [0, max_len={max_len}]; got min {int(lengths.min())}, "
+            f"max {longest}"
+        )
+    positions = torch.arange(max_len, device=lengths.device)
+    return (positions[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, Lk)
+
+
+def from_key_padding(key_is_real: Tensor) -> Tensor:
+    """(B, Lk) tensor where True/1 = **real token** (Hugging Face's ``attention_mask``) →
+    broadcastable attention mask (B, 1, 1, Lk), True = may attend."""
+    if key_is_real.dim() != 2:
+        raise ValueError(f"key_is_real must have shape (B, Lk); got {tuple(key_is_real.shape)}")
+    if key_is_real.is_floating_point():
+        raise ValueError(f"key_is_real must be bool or integer 0/1; got {key_is_real.dtype}")
+    return (key_is_real != 0)[:, None, None, :]
+
+
+def combine(*masks: Tensor | None) -> Tensor | None:
+    """Combine masks so a key is visible only where every mask allows it. Booleans are ANDed,
+    float masks summed; a mix turns the booleans into 0/−inf first. ``None`` entries are
+    skipped; all ``None`` gives ``None``."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    if all(m.dtype == torch.bool for m in present):
+        out = present[0]
+        for m in present[1:]:
+            out = out & m
+        return out
+    dtype = next(m.dtype for m in present if m.dtype != torch.bool)
+    out = None
+    for m in present:
+        bias = (
+            m.to(dtype)
+            if m.dtype != torch.bool
+            else torch.zeros((), dtype=dtype, device=m.device).masked_fill(~m, float("-inf"))
+        )
+        out = bias if out is None else out + bias
+    return out
+
+
+@dataclass(frozen=True)
+class MaskReport:
+    """What :func:`describe` found in a mask (True = may attend)."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    fraction_open: float  # share of (query, key) pairs that may attend
+    fully_masked_rows: int  # query rows that see no key: output 0 there
+    first_fully_masked: tuple[tuple[int, ...], ...]  # up to 8 indices (..., query)
+    all_open: bool
+    all_closed: bool
+    warnings: tuple[str, ...]
+
+    def __str__(self) -> str:
+        lines = [
+            f"mask {self.shape} {self.dtype}: {self.fraction_open:.1%} of (query, key) pairs open",
+            f"fully masked query rows: {self.fully_masked_rows}"
+            + (f" (first: {list(self.first_fully_masked)})" if self.fully_masked_rows else ""),
+        ]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def describe(mask: Tensor) -> MaskReport:
+    """Check a mask (bool True = may attend, or float additive with −inf = blocked) for the
+    mistakes people make most: inverted masks (PyTorch's two conventions), masks that block
+    everything, rows that see no key."""
+    open_ = mask if mask.dtype == torch.bool else mask > float("-inf")
+    if open_.dim() < 2:
+        raise ValueError(
+            f"mask must have at least 2 dimensions (..., Lq, Lk); got {tuple(mask.shape)}"
+        )
+    row_open = open_.any(dim=-1)  # (..., Lq)
+    empty = (~row_open).nonzero()
+    fraction = float(open_.float().mean()) if open_.numel() else 0.0
+    warnings: list[str] = []
+    all_open, all_closed = bool(open_.all()), not bool(open_.any())
+    if all_closed:
+        warnings.append(
+            "every position is blocked: is this a torch.nn.MultiheadAttention mask (True = "
+            "masked out)? Convert it with attnlab.masks.from_masked_out"
+        )
+    lq, lk = open_.shape[-2:]
+    if lq == lk and lq > 1 and not all_closed:
+        diagonal = open_.diagonal(dim1=-2, dim2=-1)  # (..., L)
+        if not bool(diagonal.any()):
+            upper = bool(open_.triu(1).any())
+            hint = " (it looks like an upper triangle: inverted causal mask?)" if upper else ""
+            warnings.append(
+                "no query may attend to its own position: a self-attention mask with the "
+                f"diagonal blocked is usually inverted{hint}; attnlab uses True = may attend, "
+                "use attnlab.masks.from_masked_out for PyTorch's True = masked out"
+            )
+    if len(empty) and not all_closed:
+        warnings.append(
+            f"{len(empty)} query row(s) see no key at all: their output and weights will be 0"
+        )
+    return MaskReport(
+        shape=tuple(mask.shape),
+        dtype=mask.dtype,
+        fraction_open=fraction,
+        fully_masked_rows=len(empty),
+        first_fully_masked=tuple(tuple(int(i) for i in row) for row in empty[:8]),
+        all_open=all_open,
+        all_closed=all_closed,
+        warnings=tuple(warnings),
+    )

@@ -206,6 +206,21 @@ class MultiHeadAttention(nn.Module):
             return mask & padding
         return mask.masked_fill(~padding, float("-inf"))
 
+    @classmethod
+    def from_torch(cls, m: torch.nn.MultiheadAttention) -> MultiHeadAttention:
+        """A copy of a ``torch.nn.MultiheadAttention``'s weights in an attnlab module. attnlab is
+        batch-first and its masks use True = may attend: convert PyTorch masks with
+        :func:`attnlab.masks.from_masked_out`."""
+        from attnlab.nn.convert import mha_from_torch
+
+        return mha_from_torch(m)
+
+    def to_torch(self) -> torch.nn.MultiheadAttention:
+        """The same weights in a batch-first ``torch.nn.MultiheadAttention``."""
+        from attnlab.nn.convert import mha_to_torch
+
+        return mha_to_torch(self)
+
     def extra_repr(self) -> str:
         kv = f", n_kv_heads={self.n_kv_heads}" if self.n_kv_heads != self.n_heads else ""
         return f"d_model={self.d_model}, n_heads={self.n_heads}, head_dim={self.head_dim}{kv}"

@@ -42,12 +42,14 @@ class LayerKVCache:
         """Store new keys/values (B, H_kv, T_new, d); return views of everything so far
         (B, H_kv, length, d)."""
         if k.shape != v.shape:
-            raise ValueError(f"k and v must have the same shape; got k {tuple(k.shape)}, "
-                             f"v {tuple(v.shape)}")
+            raise ValueError(
+                f"k and v must have the same shape; got k {tuple(k.shape)}, v {tuple(v.shape)}"
+            )
         expected = (self.k.shape[0], self.k.shape[1], k.shape[2], self.k.shape[3])
         if tuple(k.shape) != expected:
-            raise ValueError(f"new keys must have shape (B, H_kv, T_new, d) = {expected}; "
-                             f"got {tuple(k.shape)}")
+            raise ValueError(
+                f"new keys must have shape (B, H_kv, T_new, d) = {expected}; got {tuple(k.shape)}"
+            )
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(

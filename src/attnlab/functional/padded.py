@@ -1,0 +1,60 @@
+"""Fast path for padded batches.
+
+A boolean key-padding mask (B, 1, 1, Lk) whose visible keys are a prefix of each row (real
+tokens first, padding after) is what every padded batch produces. Given such a mask, PyTorch's
+SDPA still computes scores for every padded key and pays for the mask. Here each sample runs the
+fused kernel on its unpadded keys only, so the cost follows the real lengths.
+
+Dimension legend: B batch, H heads, Lq queries, Lk keys, d head size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["padded_flash", "prefix_lengths"]
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def prefix_lengths(mask: Tensor, batch: int, lk: int) -> Tensor | None:
+    """Per-sample number of visible keys when ``mask`` is a boolean key-padding mask of shape
+    (B, 1, 1, Lk) whose True entries form a prefix of each row; otherwise None. Costs O(B·Lk)."""
+    if mask.dtype != torch.bool or mask.dim() != 4 or tuple(mask.shape) != (batch, 1, 1, lk):
+        return None
+    rows = mask.view(batch, lk)
+    lengths = rows.sum(dim=-1)  # (B,)
+    if bool((lengths == lk).all()):
+        return None  # nothing padded: the plain fused path is as fast
+    prefix = torch.arange(lk, device=mask.device)[None, :] < lengths[:, None]
+    return lengths if torch.equal(rows, prefix) else None
+
+
+def padded_flash(
+    q: Tensor,  # (B, H, Lq, d)
+    k: Tensor,  # (B, H, Lk, d)
+    v: Tensor,  # (B, H, Lk, d)
+    lengths: Tensor,  # (B,) visible keys per sample
+    causal: bool,
+    scale: float,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample fused attention on the first ``lengths[b]`` keys. Returns output
+    (B, H, Lq, d) and log-sum-exp (B, H, Lq); rows of a sample with no visible key get output 0.
+
+    With ``causal`` (Lq == Lk, start-aligned) the kernel's own ``is_causal`` on the truncated
+    keys is exactly causal ∧ padding: query i sees keys j ≤ i with j < length.
+    """
+    B, H, Lq, _ = q.shape
+    out = q.new_empty(B, H, Lq, v.shape[-1])
+    lse = torch.empty(B, H, Lq, dtype=torch.float32 if q.dtype != torch.float64 else q.dtype)
+    for b, n in enumerate(lengths.tolist()):
+        if n == 0:
+            out[b].zero_()
+            lse[b].zero_()
+            continue
+        o, s = _flash(q[b : b + 1], k[b : b + 1, :, :n], v[b : b + 1, :, :n], 0.0, causal,
+                      scale=scale)  # fmt: skip
+        out[b] = o[0]
+        lse[b] = s[0]
+    return out, lse

@@ -1,0 +1,1 @@
+"""Looking inside models: the real pretrained default model and attention read-outs."""

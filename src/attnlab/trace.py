@@ -114,7 +114,7 @@ def trace_shapes(
     model: nn.Module | None = None,
     *,
     layer: int | str | None = None,
-    print_to: TextIO | None = sys.stdout,
+    print_to: TextIO | bool | None = True,
 ) -> Iterator[Trace]:
     """Record (and by default print) every attention step's tensor size inside the block.
 
@@ -122,8 +122,10 @@ def trace_shapes(
         model: names calls by their dotted module path in ``model`` (``layers.3.self_attn``),
             grouping the output by layer.
         layer: keep only one layer: an index (``3`` → ``layers.3.…``) or a name prefix.
-        print_to: stream to print each call to as it finishes; None to only collect.
+        print_to: stream to print each call to as it finishes; True (default) for the
+            current ``sys.stdout``; None or False to only collect.
     """
-    trace = Trace(model, layer, print_to)
+    stream = sys.stdout if print_to is True else (print_to or None)
+    trace = Trace(model, layer, stream)
     with observe.observing(trace):
         yield trace

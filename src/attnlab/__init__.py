@@ -9,6 +9,9 @@ Public API (each name documented where it is defined):
 
 from attnlab import masks
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
+from attnlab.models.config import EncoderConfig, EncoderDecoderConfig, GPTConfig, ModelOutput
+from attnlab.models.encoder import Encoder
+from attnlab.models.gpt import GPT
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.nn.kv_cache import KVCache, LayerKVCache
 from attnlab.trace import trace_shapes
@@ -16,9 +19,15 @@ from attnlab.trace import trace_shapes
 __version__ = "0.1.0"
 
 __all__ = [
+    "GPT",
     "AttentionResult",
+    "Encoder",
+    "EncoderConfig",
+    "EncoderDecoderConfig",
+    "GPTConfig",
     "KVCache",
     "LayerKVCache",
+    "ModelOutput",
     "MultiHeadAttention",
     "__version__",
     "masks",

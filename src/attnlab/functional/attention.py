@@ -36,10 +36,6 @@ __all__ = ["AttentionResult", "attention_weights_from_lse", "scaled_dot_product_
 
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
-# Rows of the weights tensor computed per block on the flash+lse path: the temporary is
-# (block, Lk) per head, small next to the (Lq, Lk) result.
-_BLOCK_ROWS = 256
-
 
 class AttentionResult(NamedTuple):
     output: Tensor  # (..., Lq, d_v)
@@ -166,42 +162,54 @@ def attention_weights_from_lse(
     causal: bool = False,
     scale: float,
     rows: slice = slice(None),
-    out: Tensor | None = None,
 ) -> Tensor:
-    """Exact weights w = exp(q·kᵀ·scale + bias − lse) for query ``rows``, computed block by block
-    into one result tensor ``(B, H, rows, Lk)``; nothing else of size N×N is allocated.
+    """Exact weights w = exp(q·kᵀ·scale + bias − lse) for query ``rows``: ``(B, H, rows, Lk)``.
 
-    ``causal`` is start-aligned here (as the flash kernel's ``is_causal``) and only used with
-    Lq == Lk; end-aligned masks arrive as ``bias``.
+    One batched matmul writes the exponent straight into the result: the subtraction of the
+    log-sum-exp is folded into it by appending −lse to each query and a 1 to each key, so
+    [q·scale, −lse]·[k, 1]ᵀ = q·kᵀ·scale − lse. Then the bias is added and ``exp_`` runs in place:
+    nothing but the result is of size N×N. ``causal`` is start-aligned (the flash kernel's
+    ``is_causal``, Lq == Lk); end-aligned masks arrive as ``bias``.
     """
-    lq, lk = q.shape[-2], k.shape[-2]
-    start, stop, _ = rows.indices(lq)
+    start, stop, _ = rows.indices(q.shape[-2])
     dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
-    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
-    if out is None:
-        out = torch.empty(*batch, stop - start, lk, dtype=dtype, device=q.device)
-    kt = k.to(dtype).transpose(-2, -1)  # (B, H, d, Lk)
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], lse.shape[:-1])
+    q = q[..., start:stop, :].to(dtype).expand(*batch, stop - start, q.shape[-1])
+    k = k.to(dtype).expand(*batch, *k.shape[-2:])
+    lse = lse[..., start:stop].to(dtype).expand(*batch, stop - start)
     with torch.no_grad():
-        for r0 in range(start, stop, _BLOCK_ROWS):
-            r1 = min(r0 + _BLOCK_ROWS, stop)
-            block = out[..., r0 - start : r1 - start, :]  # (B, H, r, Lk) view of the result
-            torch.matmul(q[..., r0:r1, :].to(dtype), kt, out=block)
-            block.mul_(scale)
-            if bias is not None:
-                rows_bias = bias[..., r0:r1, :] if bias.shape[-2] != 1 else bias
-                block.add_(rows_bias)
-            block.sub_(lse[..., r0:r1, None].to(dtype))
-            if causal:  # keys after the query: j > i
-                block.masked_fill_(_future(r0, r1, lk, q.device), float("-inf"))
-            block.exp_()
-            # A fully masked row has every score -inf; exp gives 0 whatever lse is.
-            block.nan_to_num_(nan=0.0)
-    return out
+        q_aug = torch.cat((q * scale, -lse[..., None]), dim=-1)  # (B, H, r, d + 1)
+        k_aug = torch.cat((k, torch.ones_like(k[..., :1])), dim=-1)  # (B, H, Lk, d + 1)
+        if causal and bias is None:
+            return _causal_weights(q_aug, k_aug, start)
+        weights = torch.matmul(q_aug, k_aug.transpose(-2, -1))  # (B, H, r, Lk)
+        if bias is not None:
+            weights.add_(bias[..., start:stop, :] if bias.shape[-2] != 1 else bias)
+        weights.exp_()
+        if causal:  # zero keys after the query: j > i, with i counted from ``start``
+            weights.tril_(diagonal=start)
+    return weights
 
 
-def _future(r0: int, r1: int, lk: int, device: torch.device) -> Tensor:
-    rows = torch.arange(r0, r1, device=device)[:, None]
-    return torch.arange(lk, device=device)[None, :] > rows  # (r, Lk) True = in the future
+def _causal_weights(q_aug: Tensor, k_aug: Tensor, start: int) -> Tensor:
+    """Causal weights computing only the blocks on or below the diagonal: row block [r0, r1)
+    needs keys [0, start + r1) only, which halves the matmul and the exp of a square map."""
+    *batch, rows, _ = q_aug.shape
+    lk = k_aug.shape[-2]
+    weights = q_aug.new_zeros(*batch, rows, lk)  # (B, H, r, Lk); zeros above the diagonal
+    q2 = q_aug.reshape(-1, rows, q_aug.shape[-1])  # (B·H, r, d + 1)
+    k2 = k_aug.expand(*batch, lk, k_aug.shape[-1]).reshape(-1, lk, k_aug.shape[-1])
+    w2 = weights.view(-1, rows, lk)  # (B·H, r, Lk)
+    block = max(64, -(-rows // 4))
+    for r0 in range(0, rows, block):
+        r1 = min(r0 + block, rows)
+        keys = min(lk, start + r1)
+        for bh in range(w2.shape[0]):  # 2-D strided view: BLAS writes it in place
+            tile = w2[bh, r0:r1, :keys]  # (rows in block, keys)
+            torch.mm(q2[bh, r0:r1], k2[bh, :keys].T, out=tile)
+        w2[:, r0:r1, :keys].exp_()
+        w2[:, r0:r1, :keys].tril_(diagonal=start + r0)
+    return weights
 
 
 def _as4d(t: Tensor, lead: tuple[int, ...]) -> Tensor:

@@ -17,6 +17,8 @@ def _shape(t: Tensor) -> tuple[int, ...]:
 
 def leading_shape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> tuple[int, ...]:
     """The broadcast leading (batch-like) shape of q, k, v and the mask."""
+    if q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and (mask is None or mask.dim() <= 2):
+        return tuple(q.shape[:-2])
     shapes = [q.shape[:-2], k.shape[:-2], v.shape[:-2]]
     if mask is not None and mask.dim() > 2:
         shapes.append(mask.shape[:-2])
@@ -28,6 +30,8 @@ def check_attention_inputs(
 ) -> None:
     """Raise ValueError for any input that attention would otherwise reject cryptically or,
     worse, accept silently."""
+    if _common_case(q, k, v, mask, scale, dropout):
+        return  # a few attribute reads: attention on short sequences must not pay for checks
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
@@ -64,6 +68,21 @@ def check_attention_inputs(
         raise ValueError(f"scale must be a positive finite number; got {scale}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+
+
+def _common_case(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float | None, dropout: float
+) -> bool:
+    """True for the everyday input: same-shaped 4-D float32 q/k/v, no mask, default scale."""
+    return (
+        mask is None
+        and scale is None
+        and dropout == 0.0
+        and type(q) is type(k) is type(v) is torch.Tensor
+        and q.dtype == k.dtype == v.dtype == torch.float32
+        and q.dim() == 4
+        and q.shape == k.shape == v.shape
+    )
 
 
 def _check_mask(mask: Tensor, q: Tensor, k: Tensor) -> None:

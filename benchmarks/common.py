@@ -1,0 +1,64 @@
+"""Timing and memory helpers shared by the benchmarks: interleaved repetitions, medians,
+peak resident memory measured in a fresh subprocess."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median seconds per call of each function, running them in turn within each repetition
+    so machine load affects every contender alike. One warm-up call each first."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def peak_memory_mb(module: str, case: dict) -> float:
+    """Peak RSS growth (MB) of one case, run by ``python -m <module> --memory-case JSON`` in a
+    fresh process: the process reports its RSS after building the inputs and its peak after
+    running the case once."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--memory-case", json.dumps(case)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak() -> None:
+    """Reset the kernel's high-water mark so VmHWM measures from here on."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def setup_threads() -> None:
+    torch.set_num_threads(2)

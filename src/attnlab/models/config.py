@@ -1,0 +1,140 @@
+"""Model configurations (frozen, validated on construction) and model outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from torch import Tensor
+
+from attnlab.nn.blocks import BlockConfig
+
+__all__ = ["EncoderConfig", "EncoderDecoderConfig", "GPTConfig", "ModelOutput"]
+
+
+class ModelOutput(NamedTuple):
+    logits: Tensor  # (B, T, V)
+    loss: Tensor | None  # mean cross-entropy over targets != -100, when targets are given
+
+
+def _positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+class _Serialisable:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class GPTConfig(_Serialisable):
+    vocab_size: int  # V, token ids lie in [0, V)
+    max_len: int = 256  # longest sequence (positional table size)
+    n_layers: int = 6  # decoder blocks
+    n_heads: int = 6  # attention heads per block
+    d_model: int = 384  # model width D
+    d_ff: int | None = None  # feed-forward width; default 4·D
+    dropout: float = 0.0  # dropout on embeddings, attention weights and sublayer outputs
+    bias: bool = True  # biases in linear layers
+    tie_weights: bool = True  # output projection shares the token embedding matrix
+    activation: str = "gelu_tanh"  # GPT-2's gelu
+    positional: str = "learned"  # "learned" (GPT-2) or "sinusoidal"
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _positive(self, "vocab_size", "max_len", "n_layers", "n_heads", "d_model")
+        if self.positional not in ("learned", "sinusoidal"):
+            raise ValueError(
+                f"positional must be 'learned' or 'sinusoidal'; got {self.positional!r}"
+            )
+        self.block()  # validates D % H, dropout, activation
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(
+            self.d_model, self.n_heads, self.d_ff or 4 * self.d_model, dropout=self.dropout,
+            activation=self.activation, norm_first=True, layer_norm_eps=self.layer_norm_eps,
+            bias=self.bias,
+        )  # fmt: skip
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int) -> GPTConfig:
+        """Named sizes: gpt-nano (3×48, 3 heads), gpt-micro (4×128, 4 heads), char-small
+        (6×384, 6 heads, context 256: the common character-level configuration)."""
+        presets = {
+            "gpt-nano": {"n_layers": 3, "n_heads": 3, "d_model": 48, "max_len": 128},
+            "gpt-micro": {"n_layers": 4, "n_heads": 4, "d_model": 128, "max_len": 128},
+            "char-small": {"n_layers": 6, "n_heads": 6, "d_model": 384, "max_len": 256},
+        }
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
+        return cls(vocab_size=vocab_size, **presets[name])
+
+
+@dataclass(frozen=True)
+class EncoderConfig(_Serialisable):
+    vocab_size: int  # V
+    max_len: int = 512  # positional table size
+    n_layers: int = 6
+    n_heads: int = 12
+    d_model: int = 384
+    d_ff: int = 1536
+    type_vocab_size: int = 2  # segment (token type) embeddings, BERT-style; 0 for none
+    dropout: float = 0.0
+    activation: str = "gelu"  # BERT uses exact gelu
+    norm_first: bool = False  # BERT is post-norm
+    layer_norm_eps: float = 1e-12  # BERT's
+    pad_token_id: int = 0
+
+    def __post_init__(self) -> None:
+        _positive(self, "vocab_size", "max_len", "n_layers", "n_heads", "d_model", "d_ff")
+        self.block()
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(
+            self.d_model, self.n_heads, self.d_ff, dropout=self.dropout,
+            activation=self.activation, norm_first=self.norm_first,
+            layer_norm_eps=self.layer_norm_eps,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EncoderDecoderConfig(_Serialisable):
+    src_vocab_size: int  # source vocabulary
+    tgt_vocab_size: int  # target vocabulary
+    max_len: int = 128  # longest source or target sequence
+    n_encoder_layers: int = 3
+    n_decoder_layers: int = 3
+    n_heads: int = 4
+    d_model: int = 256
+    d_ff: int = 1024
+    dropout: float = 0.1
+    activation: str = "relu"  # the original Transformer's
+    norm_first: bool = False  # post-norm: LayerNorm(x + Sublayer(x)), as in the paper
+    tie_output: bool = True  # output projection shares the target embedding matrix
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        _positive(
+            self, "src_vocab_size", "tgt_vocab_size", "max_len", "n_encoder_layers",
+            "n_decoder_layers", "n_heads", "d_model", "d_ff",
+        )  # fmt: skip
+        self.block()
+
+    def block(self) -> BlockConfig:
+        return BlockConfig(
+            self.d_model, self.n_heads, self.d_ff, dropout=self.dropout,
+            activation=self.activation, norm_first=self.norm_first,
+            layer_norm_eps=self.layer_norm_eps,
+        )  # fmt: skip

@@ -1,0 +1,118 @@
+"""GPT: a decoder-only Transformer language model (Radford et al., 2018/2019).
+
+token + position embeddings → n_layers pre-norm blocks (causal self-attention + feed-forward)
+→ final LayerNorm → output projection (tied to the token embedding by default).
+
+Dimension legend: B batch, T positions, D model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attnlab.models.checks import check_ids
+from attnlab.models.config import GPTConfig, ModelOutput
+from attnlab.models.params import ParameterCount, count_parameters
+from attnlab.nn.blocks import EncoderLayer
+from attnlab.nn.kv_cache import KVCache
+from attnlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+
+__all__ = ["GPT"]
+
+
+class GPT(nn.Module):
+    """Decoder-only language model; ``layers[i].self_attn`` is an attnlab.MultiHeadAttention."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
+        if c.positional == "learned":
+            self.position = LearnedPositionalEmbedding(c.max_len, c.d_model)
+        else:
+            self.position = SinusoidalPositionalEncoding(c.max_len, c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+        # A GPT block is an encoder layer run causally, pre-norm: one class, no private copy.
+        self.layers = nn.ModuleList(EncoderLayer(c.block()) for _ in range(c.n_layers))
+        self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.apply(_init_weights)
+        if c.tie_weights:
+            self.lm_head.weight = self.token_embedding.weight
+
+    def forward(
+        self, input_ids: Tensor, targets: Tensor | None = None, *, kv_cache: KVCache | None = None
+    ) -> ModelOutput:
+        """input_ids (B, T) → logits (B, T, V); with targets (B, T), the mean cross-entropy
+        (ignore_index −100). With ``kv_cache``, input_ids are the next positions after the
+        cached ones."""
+        offset = kv_cache.length if kv_cache is not None else 0
+        check_ids("input_ids", input_ids, self.config.vocab_size, self.config.max_len, offset)
+        T = input_ids.shape[1]
+        x = self.token_embedding(input_ids) + self.position(T, offset)  # (B, T, D)
+        x = self.dropout(x)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, causal=True, kv_cache=kv_cache[i] if kv_cache is not None else None)
+        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return ModelOutput(logits, loss)
+
+    def new_kv_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        c = self.config
+        ref = self.token_embedding.weight
+        return KVCache(
+            c.n_layers, batch, c.n_heads, max_len or c.max_len, c.d_model // c.n_heads,
+            dtype=ref.dtype, device=ref.device,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def generate(
+        self, prompt_ids: Tensor, max_new_tokens: int, *, temperature: float = 1.0,
+        top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:  # fmt: skip
+        """Extend prompt_ids (B, T) by max_new_tokens → (B, T + new). temperature 0 is greedy.
+        With ``use_cache`` every step feeds only the newest token; keys and values of earlier
+        positions come from the KV cache (identical results, far less compute)."""
+        from attnlab.models.sampling import next_token
+
+        check_ids("prompt_ids", prompt_ids, self.config.vocab_size, self.config.max_len)
+        total = prompt_ids.shape[1] + max_new_tokens
+        if max_new_tokens < 0 or total > self.config.max_len:
+            raise ValueError(
+                f"prompt ({prompt_ids.shape[1]}) + max_new_tokens ({max_new_tokens}) = {total} "
+                f"must lie within max_len={self.config.max_len}"
+            )
+        ids = prompt_ids
+        cache = self.new_kv_cache(prompt_ids.shape[0], total) if use_cache else None
+        feed = ids
+        for _ in range(max_new_tokens):
+            logits = self(feed, kv_cache=cache).logits[:, -1]  # (B, V)
+            token = next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
+            ids = torch.cat((ids, token), dim=1)
+            feed = token if use_cache else ids
+        return ids
+
+    def num_parameters(self) -> ParameterCount:
+        return count_parameters(self)
+
+    @classmethod
+    def from_hf(cls, model: nn.Module) -> GPT:
+        """Load a Hugging Face ``GPT2LMHeadModel`` (see :mod:`attnlab.models.convert_gpt2`)."""
+        from attnlab.models.convert_gpt2 import gpt_from_hf
+
+        return gpt_from_hf(model)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)

@@ -1,0 +1,33 @@
+"""Position-wise feed-forward network: FFN(x) = W_2·act(W_1·x + b_1) + b_2, applied to every
+position alone (Vaswani et al., 2017, §3.3). Shapes: (B, T, D) → (B, T, d_ff) → (B, T, D)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ACTIVATIONS", "FeedForward"]
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,  # exact (erf), BERT's
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
+}
+
+
+class FeedForward(nn.Module):
+    def __init__(
+        self, d_model: int, d_ff: int, *, activation: str = "gelu", dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
+        self.activation = activation
+        self.linear1 = nn.Linear(d_model, d_ff, bias=bias)  # W_1
+        self.linear2 = nn.Linear(d_ff, d_model, bias=bias)  # W_2
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
+        hidden = ACTIVATIONS[self.activation](self.linear1(x))  # (B, T, d_ff)
+        return self.linear2(self.dropout(hidden))

@@ -1,0 +1,19 @@
+"""The benchmark scripts run (in their quick mode), so they never rot."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["attention", "mha"])
+def test_benchmark_quick_mode_runs(script):
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{script}", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    assert "|---|" in done.stdout and "attnlab" in done.stdout

@@ -11,6 +11,7 @@ from attnlab import masks
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
 from attnlab.models.config import EncoderConfig, EncoderDecoderConfig, GPTConfig, ModelOutput
 from attnlab.models.encoder import Encoder
+from attnlab.models.encoder_decoder import EncoderDecoder
 from attnlab.models.gpt import GPT
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.nn.kv_cache import KVCache, LayerKVCache
@@ -23,6 +24,7 @@ __all__ = [
     "AttentionResult",
     "Encoder",
     "EncoderConfig",
+    "EncoderDecoder",
     "EncoderDecoderConfig",
     "GPTConfig",
     "KVCache",

@@ -19,9 +19,9 @@ _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu
 
 
 def gpt_from_hf(model: nn.Module) -> GPT:
-    hf_config = model.config
     if type(model).__name__ != "GPT2LMHeadModel":
         raise ValueError(f"GPT.from_hf expects a GPT2LMHeadModel; got {type(model).__name__}")
+    hf_config = model.config
     if hf_config.activation_function not in _ACTIVATIONS:
         raise ValueError(
             f"unsupported GPT-2 activation_function {hf_config.activation_function!r}; "

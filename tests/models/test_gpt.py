@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from attnlab import GPT, GPTConfig, MultiHeadAttention
+
+
+@pytest.fixture
+def gpt():
+    return GPT(GPTConfig(vocab_size=50, max_len=32, n_layers=2, n_heads=4, d_model=32)).eval()
+
+
+def test_forward_shapes_and_loss(gpt):
+    ids = torch.randint(0, 50, (3, 10))
+    out = gpt(ids, targets=ids)
+    assert out.logits.shape == (3, 10, 50)
+    assert out.loss.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).item()
+    )
+
+
+def test_changing_future_tokens_never_changes_earlier_outputs(gpt):
+    ids = torch.randint(0, 50, (2, 12))
+    changed = ids.clone()
+    changed[:, 6:] = torch.randint(0, 50, (2, 6))
+    with torch.no_grad():
+        a, b = gpt(ids).logits, gpt(changed).logits
+    torch.testing.assert_close(a[:, :6], b[:, :6], atol=0, rtol=0)
+    assert not torch.allclose(a[:, 6:], b[:, 6:])
+
+
+def test_kv_cache_decoding_equals_full_recomputation(gpt):
+    ids = torch.randint(0, 50, (2, 16))
+    cache = gpt.new_kv_cache(2)
+    with torch.no_grad():
+        full = gpt(ids).logits
+        steps = [gpt(ids[:, :5], kv_cache=cache).logits]
+        steps += [gpt(ids[:, t : t + 1], kv_cache=cache).logits for t in range(5, 16)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_generate_with_and_without_cache_agree(gpt):
+    prompt = torch.randint(0, 50, (2, 4))
+    with_cache = gpt.generate(prompt, 12, temperature=0)
+    without = gpt.generate(prompt, 12, temperature=0, use_cache=False)
+    assert torch.equal(with_cache, without) and with_cache.shape == (2, 16)
+
+
+def test_sampling_is_reproducible_with_a_generator(gpt):
+    prompt = torch.randint(0, 50, (1, 3))
+
+    def sample(seed):
+        g = torch.Generator().manual_seed(seed)
+        return gpt.generate(prompt, 8, temperature=0.8, top_k=10, top_p=0.9, generator=g)
+
+    assert torch.equal(sample(1), sample(1))
+
+
+def test_attention_layers_are_the_public_class(gpt):
+    assert isinstance(gpt.layers[1].self_attn, MultiHeadAttention)
+
+
+def test_weights_are_tied(gpt):
+    assert gpt.lm_head.weight is gpt.token_embedding.weight
+    count = gpt.num_parameters()
+    assert count.total == sum(p.numel() for p in gpt.parameters())  # shared tensor counted once
+    assert "layers" in str(count)
+
+
+def test_config_round_trips_through_a_dict():
+    config = GPTConfig.preset("gpt-nano", vocab_size=65)
+    assert GPTConfig.from_dict(config.to_dict()) == config
+
+
+def test_unknown_config_field_is_named():
+    with pytest.raises(ValueError, match=r"unknown GPTConfig fields: \['n_head'\]"):
+        GPTConfig.from_dict({"vocab_size": 5, "n_head": 2})
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"d_model": 30, "n_heads": 4}, "d_model must be divisible by n_heads: 30 % 4 = 2"),
+    ({"n_layers": 0}, "n_layers must be a positive integer; got 0"),
+    ({"vocab_size": -1}, "vocab_size must be a positive integer; got -1"),
+])  # fmt: skip
+def test_bad_configs_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GPTConfig(**{"vocab_size": 10, **kwargs})
+
+
+def test_token_out_of_vocabulary_is_refused(gpt):
+    with pytest.raises(
+        ValueError, match=r"input_ids must lie in \[0, vocab_size=50\); got values from 0 to 50"
+    ):
+        gpt(torch.tensor([[0, 50]]))
+
+
+def test_sequence_longer_than_max_len_is_refused(gpt):
+    with pytest.raises(ValueError, match="input_ids is too long: 33 positions, max_len is 32"):
+        gpt(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_generation_past_max_len_is_refused(gpt):
+    with pytest.raises(ValueError, match=r"= 40 must lie within max_len=32"):
+        gpt.generate(torch.zeros(1, 8, dtype=torch.long), 32)
+
+
+def test_multi_head_and_single_head_have_equal_parameter_counts():
+    counts = {
+        h: GPT(GPTConfig(vocab_size=20, n_layers=1, n_heads=h, d_model=32)).num_parameters().total
+        for h in (1, 4, 8)
+    }
+    assert len(set(counts.values())) == 1

@@ -109,3 +109,16 @@ def test_multi_head_and_single_head_have_equal_parameter_counts():
         for h in (1, 4, 8)
     }
     assert len(set(counts.values())) == 1
+
+
+def test_shape_trace_names_every_layer_and_can_keep_one(gpt):
+    from attnlab import trace_shapes
+
+    ids = torch.randint(0, 50, (1, 6))
+    with torch.no_grad(), trace_shapes(gpt, print_to=None) as everything:
+        gpt(ids)
+    assert [c.name for c in everything.calls] == ["layers.0.self_attn", "layers.1.self_attn"]
+    with torch.no_grad(), trace_shapes(gpt, layer=1, print_to=None) as one:
+        gpt(ids)
+    assert [c.name for c in one.calls] == ["layers.1.self_attn"]
+    assert "heads (1, 4, 6, 8)" in one.summary()

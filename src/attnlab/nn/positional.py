@@ -8,9 +8,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.functional.positional import sinusoidal_table
+from attnlab.functional.positional import alibi_bias, apply_rope, sinusoidal_table
 
-__all__ = ["LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "check_length"]
+__all__ = [
+    "ALiBi",
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+    "SinusoidalPositionalEncoding",
+    "check_length",
+]
 
 
 def check_length(length: int, offset: int, max_len: int) -> None:
@@ -46,3 +52,30 @@ class LearnedPositionalEmbedding(nn.Module):
     def forward(self, length: int, offset: int = 0) -> Tensor:
         check_length(length, offset, self.max_len)
         return self.weight[offset : offset + length]  # (T, D)
+
+
+class RotaryEmbedding(nn.Module):
+    """RoPE for queries and keys (B, H, T, d): ``rope(q, offset)`` rotates positions
+    offset..offset+T−1 (see :func:`attnlab.functional.positional.apply_rope`)."""
+
+    def __init__(self, head_dim: int, *, base: float = 10000.0) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"RoPE needs an even head size; got head_dim={head_dim}")
+        self.head_dim, self.base = head_dim, base
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:  # (..., T, d) → (..., T, d)
+        positions = torch.arange(offset, offset + x.shape[-2], device=x.device)
+        return apply_rope(x, positions, base=self.base)
+
+
+class ALiBi(nn.Module):
+    """ALiBi score bias (H, Lq, Lk) to pass as a float ``mask`` to attention, with
+    ``causal=True`` to block later keys."""
+
+    def __init__(self, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+
+    def forward(self, lq: int, lk: int | None = None) -> Tensor:
+        return alibi_bias(self.n_heads, lq, lk)

@@ -217,3 +217,20 @@ def test_float_key_padding_mask_is_refused():
 def test_from_torch_refuses_add_bias_kv():
     with pytest.raises(ValueError, match="add_bias_kv=True"):
         MultiHeadAttention.from_torch(torch.nn.MultiheadAttention(D, H, add_bias_kv=True))
+
+
+def test_stacked_projection_cache_follows_weight_updates():
+    m = MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        m(x)  # fills the inference cache of [W_Q; W_K; W_V]
+        m.k_proj.weight.mul_(2.0)  # in-place update: same storage, new version
+        out, _ = m(x)
+        expected, _ = m(x, x.clone(), x.clone())  # separate projections, no cache
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_gradients_reach_each_projection_in_self_attention():
+    m = MultiHeadAttention(D, H)
+    m(torch.randn(B, T, D), causal=True)[0].sum().backward()
+    assert all(p.grad is not None for p in m.parameters())

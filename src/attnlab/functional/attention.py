@@ -80,7 +80,9 @@ def scaled_dot_product_attention(
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     drop = dropout if training else 0.0
     lq, lk = q.shape[-2], k.shape[-2]
-    if causal and lq != lk:  # end-aligned causal mask; PyTorch's is_causal is start-aligned
+    if causal and lq == 1:  # one new query at the end sees every key: no mask at all
+        causal = False
+    elif causal and lq != lk:  # end-aligned causal mask; PyTorch's is_causal is start-aligned
         end_aligned = causal_mask(lq, lk, device=q.device)
         mask = end_aligned if mask is None else _combine(mask, end_aligned)
         causal = False

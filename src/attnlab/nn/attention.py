@@ -14,6 +14,7 @@ H heads, H_kv key/value heads (grouped-query attention), d_h = D / H head size.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab import observe
@@ -84,6 +85,9 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(self.kdim, kv_width, bias=bias, **factory)  # W_K
         self.v_proj = nn.Linear(self.vdim, kv_width, bias=bias, **factory)  # W_V
         self.out_proj = nn.Linear(d_model, d_model, bias=bias, **factory)  # W_O
+        # Inference cache of [W_Q; W_K; W_V] stacked (see _stacked_qkv); not a parameter.
+        self._stacked: tuple[Tensor, Tensor | None] = (torch.empty(0), None)
+        self._stacked_key: tuple | None = None
 
     def forward(
         self,
@@ -131,9 +135,12 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         H, H_kv, d_h = self.n_heads, self.n_kv_heads, self.head_dim
         observe.emit_step("x", query)
-        q = self.q_proj(query)  # (B, T, D)
-        k = self.k_proj(key)  # (B, S, H_kv·d_h)
-        v = self.v_proj(value)  # (B, S, H_kv·d_h)
+        if key is query and value is query and self.kdim == self.vdim == self.d_model:
+            q, k, v = self._project_self(query)  # one GEMM for W_Q, W_K, W_V
+        else:
+            q = self.q_proj(query)  # (B, T, D)
+            k = self.k_proj(key)  # (B, S, H_kv·d_h)
+            v = self.v_proj(value)  # (B, S, H_kv·d_h)
         observe.emit_step("q", q)
         q = q.view(B, T, H, d_h).transpose(1, 2)  # (B, T, H, d_h) → (B, H, T, d_h)
         k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
@@ -157,6 +164,36 @@ class MultiHeadAttention(nn.Module):
         if weights is not None and average_weights:
             weights = weights.mean(dim=1)  # (B, T, S)
         return out, weights
+
+    def _project_self(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention projections as one matmul with [W_Q; W_K; W_V] stacked: the same
+        numbers as three calls, but one pass over x (three small GEMMs per token dominate
+        decoding). x (B, T, D) → q (B, T, D), k and v (B, T, H_kv·d_h)."""
+        weight, bias = self._stacked_qkv()
+        qkv = F.linear(x, weight, bias)  # (B, T, D + 2·H_kv·d_h)
+        kv_width = self.n_kv_heads * self.head_dim
+        q, k, v = qkv.split([self.d_model, kv_width, kv_width], dim=-1)
+        return q, k, v
+
+    def _stacked_qkv(self) -> tuple[Tensor, Tensor | None]:
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        has_bias = self.q_proj.bias is not None
+        params = [p for proj in projections for p in (proj.weight, proj.bias) if p is not None]
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            # Training: stack with autograd so gradients reach each projection.
+            weight = torch.cat([proj.weight for proj in projections])
+            bias = torch.cat([proj.bias for proj in projections]) if has_bias else None
+            return weight, bias
+        # Inference: reuse the stacked copy while no parameter has changed (same storage,
+        # same in-place version counter).
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        if self._stacked_key != key:
+            with torch.no_grad():
+                weight = torch.cat([proj.weight for proj in projections])
+                bias = torch.cat([proj.bias for proj in projections]) if has_bias else None
+            self._stacked = (weight, bias)
+            self._stacked_key = key
+        return self._stacked
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         expected = {"query": self.d_model, "key": self.kdim, "value": self.vdim}

@@ -20,6 +20,7 @@ Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -195,10 +196,11 @@ def attention_weights_from_lse(
 
 def _causal_weights(q_aug: Tensor, k_aug: Tensor, start: int) -> Tensor:
     """Causal weights computing only the blocks on or below the diagonal: row block [r0, r1)
-    needs keys [0, start + r1) only, which halves the matmul and the exp of a square map."""
+    needs keys [0, start + r1) only, which saves up to half the matmul and exp of a square map.
+    Each block is a batched matmul into a (B·H, rows, keys) temporary, then copied into place."""
     *batch, rows, _ = q_aug.shape
     lk = k_aug.shape[-2]
-    weights = q_aug.new_zeros(*batch, rows, lk)  # (B, H, r, Lk); zeros above the diagonal
+    weights = q_aug.new_empty(*batch, rows, lk)  # (B, H, r, Lk)
     q2 = q_aug.reshape(-1, rows, q_aug.shape[-1])  # (B·H, r, d + 1)
     k2 = k_aug.expand(*batch, lk, k_aug.shape[-1]).reshape(-1, lk, k_aug.shape[-1])
     w2 = weights.view(-1, rows, lk)  # (B·H, r, Lk)
@@ -206,12 +208,10 @@ def _causal_weights(q_aug: Tensor, k_aug: Tensor, start: int) -> Tensor:
     for r0 in range(0, rows, block):
         r1 = min(r0 + block, rows)
         keys = min(lk, start + r1)
-        for bh in range(w2.shape[0]):  # 2-D strided view: BLAS writes it in place
-            tile = w2[bh, r0:r1, :keys]  # (rows in block, keys)
-            torch.mm(q2[bh, r0:r1], k2[bh, :keys].T, out=tile)
-        w2[:, r0:r1, :keys].exp_()
-        w2[:, r0:r1, :keys].tril_(diagonal=start + r0)
-    return weights
+        tile = torch.bmm(q2[:, r0:r1], k2[:, :keys].transpose(1, 2))  # (B·H, r, keys)
+        w2[:, r0:r1, :keys] = tile.exp_()
+        w2[:, r0:r1, keys:].zero_()
+    return weights.tril_(diagonal=start)
 
 
 def _as4d(t: Tensor, lead: tuple[int, ...]) -> Tensor:
@@ -247,7 +247,14 @@ def _is_causal_bool_mask(mask: Tensor, lq: int, lk: int) -> bool:
     if any(s != 1 for s in mask.shape[:-2]):
         return False
     plane = mask.reshape(lq, lk)
-    return bool(torch.equal(plane, causal_mask(lq, lk, device=mask.device)))
+    return bool(torch.equal(plane, _reference_causal(lq, str(mask.device))))
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_causal(n: int, device: str) -> Tensor:
+    """Lower-triangular (n, n) mask kept for comparisons (at most 4 sizes; n² bytes each), so
+    recognising a causal mask does not allocate and fault a fresh N×N tensor every call."""
+    return causal_mask(n, n, device=device)
 
 
 def _zero_empty_rows(out: Tensor, mask: Tensor | None) -> Tensor:

@@ -9,6 +9,9 @@ Public API (each name documented where it is defined):
 
 from attnlab import masks
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
+from attnlab.inspection.attention_map import AttentionMap
+from attnlab.inspection.capture import capture
+from attnlab.inspection.report import inspect
 from attnlab.models.config import EncoderConfig, EncoderDecoderConfig, GPTConfig, ModelOutput
 from attnlab.models.encoder import Encoder
 from attnlab.models.encoder_decoder import EncoderDecoder
@@ -21,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GPT",
+    "AttentionMap",
     "AttentionResult",
     "Encoder",
     "EncoderConfig",
@@ -32,6 +36,8 @@ __all__ = [
     "ModelOutput",
     "MultiHeadAttention",
     "__version__",
+    "capture",
+    "inspect",
     "masks",
     "scaled_dot_product_attention",
     "trace_shapes",

@@ -183,8 +183,6 @@ def attention_weights_from_lse(
     with torch.no_grad():
         q_aug = torch.cat((q * scale, -lse[..., None]), dim=-1)  # (B, H, r, d + 1)
         k_aug = torch.cat((k, torch.ones_like(k[..., :1])), dim=-1)  # (B, H, Lk, d + 1)
-        if causal and bias is None:
-            return _causal_weights(q_aug, k_aug, start)
         weights = torch.matmul(q_aug, k_aug.transpose(-2, -1))  # (B, H, r, Lk)
         if bias is not None:
             weights.add_(bias[..., start:stop, :] if bias.shape[-2] != 1 else bias)
@@ -192,26 +190,6 @@ def attention_weights_from_lse(
         if causal:  # zero keys after the query: j > i, with i counted from ``start``
             weights.tril_(diagonal=start)
     return weights
-
-
-def _causal_weights(q_aug: Tensor, k_aug: Tensor, start: int) -> Tensor:
-    """Causal weights computing only the blocks on or below the diagonal: row block [r0, r1)
-    needs keys [0, start + r1) only, which saves up to half the matmul and exp of a square map.
-    Each block is a batched matmul into a (B·H, rows, keys) temporary, then copied into place."""
-    *batch, rows, _ = q_aug.shape
-    lk = k_aug.shape[-2]
-    weights = q_aug.new_empty(*batch, rows, lk)  # (B, H, r, Lk)
-    q2 = q_aug.reshape(-1, rows, q_aug.shape[-1])  # (B·H, r, d + 1)
-    k2 = k_aug.expand(*batch, lk, k_aug.shape[-1]).reshape(-1, lk, k_aug.shape[-1])
-    w2 = weights.view(-1, rows, lk)  # (B·H, r, Lk)
-    block = max(64, -(-rows // 4))
-    for r0 in range(0, rows, block):
-        r1 = min(r0 + block, rows)
-        keys = min(lk, start + r1)
-        tile = torch.bmm(q2[:, r0:r1], k2[:, :keys].transpose(1, 2))  # (B·H, r, keys)
-        w2[:, r0:r1, :keys] = tile.exp_()
-        w2[:, r0:r1, keys:].zero_()
-    return weights.tril_(diagonal=start)
 
 
 def _as4d(t: Tensor, lead: tuple[int, ...]) -> Tensor:

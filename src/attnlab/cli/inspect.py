@@ -1,0 +1,43 @@
+"""`attnlab inspect`: which words a token attends to, per layer and head, on a real model."""
+
+from __future__ import annotations
+
+import argparse
+
+from attnlab.inspection.report import inspect
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="what one token attends to, per layer and head (real MiniLM, offline)",
+        description=(
+            "Run TEXT through the real pretrained all-MiniLM-L6-v2 (offline, its default SDPA "
+            "attention), capture exact attention, and print for --token the heads and keys it "
+            "weighs most. With --key, rank heads by the weight on that word instead."
+        ),
+    )
+    p.add_argument("text", help="the sentence to inspect")
+    p.add_argument("--token", required=True, help="query token, as the tokenizer writes it")
+    p.add_argument("--key", help="rank heads by the weight the token puts on this word")
+    p.add_argument("--top", type=int, default=3, help="keys (or heads with --key) per layer")
+    p.add_argument("--truncate", action="store_true", help="cut texts longer than the model")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.top <= 0:
+        raise ValueError(f"--top must be positive; got {args.top}")
+    report = inspect(args.text, truncate=args.truncate)
+    print(f"{report.model_name}: {len(report.tokens)} tokens: {' '.join(report.tokens)}")
+    if args.key is None:
+        print(report.attends(args.token, top=args.top))
+        return 0
+    weights = report.weight_between(args.token, args.key)  # (L, H)
+    print(f'heads where "{args.token}" weighs "{args.key}" most, per layer:')
+    print(f"  {'layer':>5}  {'head':>4}  {'weight':>6}")
+    for layer, row in enumerate(weights):
+        values, heads = row.topk(min(args.top, row.numel()))
+        for w, h in zip(values.tolist(), heads.tolist(), strict=True):
+            print(f"  {layer:>5}  {h:>4}  {w:>6.3f}")
+    return 0

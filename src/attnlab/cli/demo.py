@@ -1,8 +1,9 @@
 """`attnlab demo`: the notes' flagship example on the real pretrained MiniLM.
 
 "The animal didn't cross the street because it was tired" vs "...because it was wide": which
-heads make "it" weigh "animal" over "street", in both sentences; then the shape trace of the
-notes' worked example (D=128 split into 4 heads of 32)."""
+heads make "it" weigh "animal" over "street" in each sentence, an interactive page with both
+sentences side by side, static figures, and the shape trace of the notes' worked example
+(D=128 split into 4 heads of 32)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import torch
 
-from attnlab.inspection.antecedents import token_attention
-from attnlab.inspection.pretrained import MINILM, load_minilm
+from attnlab.inspection.pretrained import MINILM
+from attnlab.inspection.report import inspect
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.trace import trace_shapes
+from attnlab.viz import figures
+from attnlab.viz.html import write_page
+from attnlab.viz.payload import AttentionPayload
 
 SENTENCES = (
     "The animal didn't cross the street because it was tired",
@@ -38,33 +42,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _table(report, top: int) -> list[dict]:
+    animal = report.weight_between("it", "animal")  # (L, H)
+    street = report.weight_between("it", "street")
+    order = (animal - street).flatten().argsort(descending=True)[:top]
+    H = animal.shape[1]
+    print(f'\n"{report.text}"\nheads where "it" weighs "animal" most over "street":')
+    print(f"  {'layer':>5} {'head':>4} {'→animal':>8} {'→street':>8}")
+    rows = []
+    for o in order.tolist():
+        layer, head = divmod(o, H)
+        a, s = float(animal[layer, head]), float(street[layer, head])
+        print(f"  {layer:>5} {head:>4} {a:>8.3f} {s:>8.3f}")
+        rows.append({"layer": layer, "head": head, "animal": a, "street": s})
+    favour = int((animal > street).sum())
+    print(f'  {favour} of {animal.numel()} heads weigh "animal" over "street"')
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    print(f"loading {MINILM} (offline)…", flush=True)
-    model, tokenizer = load_minilm("eager")  # eager: Hugging Face returns weights only there
-    record = []
-    for text in SENTENCES:
-        result = token_attention(model, tokenizer, text, "it", ("animal", "street"))
-        print(f'\n"{text}"\nheads where "it" weighs "animal" most over "street":')
-        print(f"  {'layer':>5} {'head':>4} {'→animal':>8} {'→street':>8}")
-        for layer, head, w_a, w_s in result.top_heads("animal", "street", args.top):
-            print(f"  {layer:>5} {head:>4} {w_a:>8.3f} {w_s:>8.3f}")
-        favour = int((result.weights[..., 0] > result.weights[..., 1]).sum())
-        total = result.weights.shape[0] * result.weights.shape[1]
-        print(f'  {favour} of {total} heads weigh "animal" over "street"')
-        record.append(
-            {
-                "text": text,
-                "tokens": list(result.tokens),
-                "weights_it_to_animal_street": result.weights.tolist(),
-            }
-        )  # [L][H][2]
-    path = _write_json(Path(args.out) / "it_attention.json", record)
-    print(f"\nper-head weights written to {path}")
+    out = Path(args.out)
+    print(f"running {MINILM} (offline) with exact attention capture…", flush=True)
+    reports = [inspect(text) for text in SENTENCES]
+    record = [
+        {
+            "text": r.text,
+            "tokens": r.tokens,
+            "top_heads": _table(r, args.top),
+            "it_to_animal": r.weight_between("it", "animal").tolist(),  # [layer][head]
+            "it_to_street": r.weight_between("it", "street").tolist(),
+        }
+        for r in reports
+    ]
+    tired, wide = (AttentionPayload.from_report(r) for r in reports)
+    best = record[0]["top_heads"][0]
+    # Link views: the heads of that layer among the top ones, so the strong links stay legible.
+    heads = [row["head"] for row in record[0]["top_heads"] if row["layer"] == best["layer"]]
+    written = [
+        write_page(out / "attention.html", tired, wide,
+                   title="attnlab demo: what does “it” attend to? (all-MiniLM-L6-v2)"),
+        figures.heatmap(tired, best["layer"], best["head"], out / "heatmap.png"),
+        figures.head_grid(tired, best["layer"], out / "heads.png"),
+        figures.model_grid(tired, out / "model.png"),
+        figures.token_links(tired, best["layer"], "it", out / "links_tired.png", heads=heads),
+        figures.token_links(wide, best["layer"], "it", out / "links_wide.png", heads=heads),
+        figures.qkv_flow(out / "qkv_flow.png"),
+        _write_json(out / "it_attention.json", record),
+    ]  # fmt: skip
+    print("\nwritten:")
+    for path in written:
+        print(f"  {path}")
     print("\nshape trace of the notes' worked example (D=128, 4 heads):")
     with torch.no_grad(), trace_shapes():
         MultiHeadAttention(128, 4).eval()(torch.randn(1, 10, 128))
-    print(f"\ndone in {time.perf_counter() - start:.1f} s")
+    print(
+        f"\ndone in {time.perf_counter() - start:.1f} s; open {out / 'attention.html'} in a browser"
+    )
     return 0
 
 

@@ -1,0 +1,41 @@
+"""`attnlab show`: pictures of attention (interactive page, PNG, SVG) on the real MiniLM."""
+
+from __future__ import annotations
+
+import argparse
+
+from attnlab.viz.render import show
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "show",
+        help="draw attention: interactive HTML page, or PNG/SVG figures (real MiniLM, offline)",
+        description=(
+            "Run TEXT through the real pretrained all-MiniLM-L6-v2 and draw its attention. "
+            "-o page.html writes a self-contained interactive page (head, model and heatmap "
+            "views; --compare adds a second text side by side). -o fig.png/.svg draws: with "
+            "--token, the links from that token (layer --layer, default 0); with --layer and "
+            "--head, that head's heatmap; with --layer, all its heads; otherwise every layer × "
+            "head."
+        ),
+    )
+    p.add_argument("text", help="the text to show")
+    p.add_argument("-o", "--out", required=True, help="output file: .html, .png or .svg")
+    p.add_argument("--compare", help="a second text, shown side by side (HTML only)")
+    p.add_argument("--layer", type=int, help="layer index (0-based)")
+    p.add_argument("--head", type=int, help="head index (0-based)")
+    p.add_argument("--token", help="draw the links from this token")
+    p.add_argument("--truncate", action="store_true", help="cut texts longer than the model")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("running all-MiniLM-L6-v2 and capturing attention…", flush=True)
+    paths = show(
+        args.text, args.out, compare=args.compare, layer=args.layer, head=args.head,
+        token=args.token, truncate=args.truncate,
+    )  # fmt: skip
+    for path in paths:
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,45 @@
+"""From text to pictures in one call: what `attnlab show` and `attnlab demo` use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attnlab.inspection.report import inspect
+from attnlab.viz import figures
+from attnlab.viz.html import write_page
+from attnlab.viz.payload import AttentionPayload
+
+__all__ = ["show"]
+
+FORMATS = (".html", ".png", ".svg")
+
+
+def show(
+    text: str, out: str | Path, *, compare: str | None = None, layer: int | None = None,
+    head: int | None = None, token: str | None = None, truncate: bool = False,
+) -> list[Path]:  # fmt: skip
+    """Inspect ``text`` on the default real model and write pictures to ``out``.
+
+    ``.html``: the interactive page (with ``compare`` side by side). ``.png`` / ``.svg``: with
+    ``token``, the token-link view of ``layer`` (default 0); with ``layer`` and ``head``, that
+    head's heatmap; with only ``layer``, the grid of its heads; else all layers × heads."""
+    out = Path(out)
+    if out.suffix not in FORMATS:
+        raise ValueError(f"output must end in one of {FORMATS}; got {out.name!r}")
+    payload = AttentionPayload.from_report(inspect(text, truncate=truncate))
+    if out.suffix == ".html":
+        other = None
+        if compare is not None:
+            other = AttentionPayload.from_report(inspect(compare, truncate=truncate))
+        return [write_page(out, payload, other, title="attnlab: attention on all-MiniLM-L6-v2")]
+    if compare is not None:
+        raise ValueError("--compare needs an .html output (two texts side by side)")
+    if token is not None:
+        return [figures.token_links(payload, layer or 0, token, out)]
+    if layer is not None and head is not None:
+        return [figures.heatmap(payload, layer, head, out)]
+    if layer is not None:
+        return [figures.head_grid(payload, layer, out)]
+    if head is not None:
+        raise ValueError("--head needs --layer")
+    return [figures.model_grid(payload, out)]

@@ -1,0 +1,26 @@
+import pytest
+
+from attnlab.cli.main import main
+
+
+def test_show_writes_a_comparison_page(tmp_path, capsys):
+    out = tmp_path / "page.html"
+    assert main(["show", "the cat sat", "--compare", "the dog sat", "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert "the dog sat" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("flags", "suffix"),
+    [(["--layer", "1", "--head", "2"], ".png"), (["--layer", "1"], ".svg"), ([], ".png"),
+     (["--token", "cat", "--layer", "3"], ".png")],
+)  # fmt: skip
+def test_show_writes_figures(tmp_path, flags, suffix):
+    out = tmp_path / f"fig{suffix}"
+    assert main(["show", "the cat sat on the mat", "-o", str(out), *flags]) == 0
+    assert out.stat().st_size > 1000
+
+
+def test_show_refuses_unknown_format(tmp_path, capsys):
+    assert main(["show", "the cat", "-o", str(tmp_path / "x.gif")]) == 2
+    assert "output must end in one of ('.html', '.png', '.svg')" in capsys.readouterr().err

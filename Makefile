@@ -18,13 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# Debian packages the tests use: Chromium for browser tests of the interactive page, and the
-# SWORD King James + Reina-Valera Bibles for the translation corpus. Needs root (as on CI).
+# Debian packages the tests use: Chromium for browser tests of the interactive page (driven
+# by playwright with executable_path=/usr/bin/chromium; never `playwright install`).
+# Needs root, as on CI.
 $(SYSTEM_STAMP): $(STAMP)
-	@if ! command -v chromium >/dev/null 2>&1 || [ ! -d /usr/share/sword/modules/texts/ztext/kjv ] \
-	    || [ ! -d /usr/share/sword/modules/texts/ztext/sparv ]; then \
+	@if ! command -v chromium >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    chromium chromium-driver sword-text-kjv sword-text-sparv fonts-dejavu-core >/dev/null; \
+	    chromium chromium-driver fonts-dejavu-core >/dev/null; \
 	fi
 	touch $(SYSTEM_STAMP)
 

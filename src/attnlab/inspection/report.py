@@ -10,6 +10,7 @@ offline and run with its default SDPA attention; maps are exact (see :class:`Att
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,7 +19,7 @@ from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.pretrained import load_minilm
 
-__all__ = ["Attends", "Report", "inspect"]
+__all__ = ["Attends", "Report", "inspect", "load_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ class Report:
         """Weight from ``query`` to ``key`` here and in ``other``, per layer and head."""
         return torch.stack((self.weight_between(query, key), other.weight_between(query, key)), -1)
 
+    def _repr_html_(self) -> str:
+        """In Jupyter a report shows as the interactive page (head, model and heatmap views)."""
+        from attnlab.viz.html import Page
+        from attnlab.viz.payload import AttentionPayload
+
+        return Page(AttentionPayload.from_report(self))._repr_html_()
+
     def _layer(self, layer: int) -> AttentionMap:
         names = self.layers
         if not -len(names) <= layer < len(names):
@@ -109,7 +117,8 @@ def inspect(
         raise ValueError(
             "a tokenizer is needed with a custom model: inspect(text, model, tokenizer)"
         )
-    limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+    config = model.config
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
     enc = tokenizer(text, return_tensors="pt")
     n = enc["input_ids"].shape[1]
     if limit is not None and n > limit:
@@ -124,5 +133,35 @@ def inspect(
         enc = {k: v[:, :limit] for k, v in enc.items()}
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     with torch.no_grad(), capture(model) as maps:
-        model(**enc)
+        _run(model, enc)
     return Report(text, list(tokens), dict(maps), type(model).__name__)
+
+
+def _run(model: nn.Module, enc: dict) -> None:
+    """Call a Hugging Face model with the tokenizer's output, or an attnlab model with the
+    arguments it takes (a GPT takes only ids; an Encoder also the padding and segment ids)."""
+    from attnlab.models.encoder import Encoder
+    from attnlab.models.gpt import GPT
+
+    if isinstance(model, GPT):
+        model(enc["input_ids"])
+    elif isinstance(model, Encoder):
+        model(enc["input_ids"], enc.get("attention_mask"), enc.get("token_type_ids"))
+    else:
+        model(**enc)
+
+
+def load_checkpoint(folder: str | Path) -> tuple[nn.Module, object]:
+    """An attnlab checkpoint folder (see :mod:`attnlab.models.checkpoint`) with its
+    ``tokenizer.json``, ready for :func:`inspect`."""
+    from transformers import PreTrainedTokenizerFast
+
+    from attnlab.models.checkpoint import load_model
+
+    tokenizer_file = Path(folder) / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise FileNotFoundError(
+            f"{tokenizer_file} is missing: inspecting a checkpoint needs its tokenizer.json"
+        )
+    model = load_model(folder)
+    return model, PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file))

@@ -125,7 +125,10 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
                 continue
             ax.plot([0.02, 0.98], [y[i], y[j]], color=colour, alpha=min(1.0, 0.1 + 0.9 * w),
                     linewidth=0.5 + 6 * w)  # fmt: skip
-    handles = [plt.Line2D([], [], color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}") for h in heads]
+    handles = [
+        plt.Line2D([], [], color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}")
+        for h in heads
+    ]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=6,
               fontsize=7, frameon=False)  # fmt: skip
     ax.set_xlim(-0.6, 1.6)

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+import torch
+
+from attnlab import GPT, EncoderDecoder, EncoderDecoderConfig, GPTConfig
+from attnlab.models.checkpoint import load_model, save_model
+
+
+def small_gpt():
+    return GPT(GPTConfig(vocab_size=30, max_len=16, n_layers=1, n_heads=2, d_model=16)).eval()
+
+
+def test_round_trip_keeps_outputs_and_tied_weights(tmp_path):
+    gpt = small_gpt()
+    loaded = load_model(save_model(gpt, tmp_path))
+    ids = torch.randint(0, 30, (2, 7))
+    assert torch.equal(gpt(ids).logits, loaded(ids).logits)
+    assert loaded.lm_head.weight is loaded.token_embedding.weight
+
+
+def test_encoder_decoder_round_trip(tmp_path):
+    config = EncoderDecoderConfig(src_vocab_size=10, tgt_vocab_size=12, max_len=8, n_heads=2,
+                                  d_model=8, d_ff=16, n_encoder_layers=1, n_decoder_layers=1)  # fmt: skip
+    model = EncoderDecoder(config).eval()
+    loaded = load_model(save_model(model, tmp_path))
+    src, tgt = torch.randint(0, 10, (1, 5)), torch.randint(0, 12, (1, 4))
+    assert torch.equal(model(src, tgt).logits, loaded(src, tgt).logits)
+
+
+def test_weights_from_another_config_are_refused(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["d_model"] = 32
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(
+        ValueError,
+        match=r"model.safetensors: \S+ has shape \(\d+.*\), the config expects \(",
+    ):
+        load_model(tmp_path)
+
+
+def test_corrupted_weights_are_a_clear_error(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+        load_model(tmp_path)
+
+
+def test_missing_folder_contents(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an attnlab checkpoint"):
+        load_model(tmp_path)

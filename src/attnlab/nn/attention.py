@@ -14,11 +14,11 @@ H heads, H_kv key/value heads (grouped-query attention), d_h = D / H head size.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
+from attnlab.functional.linear import linear
 from attnlab.nn.kv_cache import LayerKVCache
 
 __all__ = ["MultiHeadAttention"]
@@ -138,9 +138,9 @@ class MultiHeadAttention(nn.Module):
         if key is query and value is query and self.kdim == self.vdim == self.d_model:
             q, k, v = self._project_self(query)  # one GEMM for W_Q, W_K, W_V
         else:
-            q = self.q_proj(query)  # (B, T, D)
-            k = self.k_proj(key)  # (B, S, H_kv·d_h)
-            v = self.v_proj(value)  # (B, S, H_kv·d_h)
+            q = linear(query, self.q_proj.weight, self.q_proj.bias)  # (B, T, D)
+            k = linear(key, self.k_proj.weight, self.k_proj.bias)  # (B, S, H_kv·d_h)
+            v = linear(value, self.v_proj.weight, self.v_proj.bias)  # (B, S, H_kv·d_h)
         observe.emit_step("q", q)
         q = q.view(B, T, H, d_h).transpose(1, 2)  # (B, T, H, d_h) → (B, H, T, d_h)
         k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
@@ -159,7 +159,8 @@ class MultiHeadAttention(nn.Module):
         # out (B, H, T, d_h); weights (B, H, T, S) or None
         out = out.transpose(1, 2).reshape(B, T, self.d_model)  # concat heads: (B, T, D)
         observe.emit_step("concat", out, f"{H}×{d_h} → {self.d_model}")
-        out = self.out_proj(out)  # W_O, no non-linearity after the concatenation: (B, T, D)
+        # W_O, no non-linearity after the concatenation: (B, T, D)
+        out = linear(out, self.out_proj.weight, self.out_proj.bias)
         observe.emit_step("out", out)
         if weights is not None and average_weights:
             weights = weights.mean(dim=1)  # (B, T, S)
@@ -170,7 +171,7 @@ class MultiHeadAttention(nn.Module):
         numbers as three calls, but one pass over x (three small GEMMs per token dominate
         decoding). x (B, T, D) → q (B, T, D), k and v (B, T, H_kv·d_h)."""
         weight, bias = self._stacked_qkv()
-        qkv = F.linear(x, weight, bias)  # (B, T, D + 2·H_kv·d_h)
+        qkv = linear(x, weight, bias)  # (B, T, D + 2·H_kv·d_h)
         kv_width = self.n_kv_heads * self.head_dim
         q, k, v = qkv.split([self.d_model, kv_width, kv_width], dim=-1)
         return q, k, v

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.functional.linear import linear
+
 __all__ = ["ACTIVATIONS", "FeedForward"]
 
 ACTIVATIONS = {
@@ -29,5 +31,6 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
-        hidden = ACTIVATIONS[self.activation](self.linear1(x))  # (B, T, d_ff)
-        return self.linear2(self.dropout(hidden))
+        l1, l2 = self.linear1, self.linear2
+        hidden = ACTIVATIONS[self.activation](linear(x, l1.weight, l1.bias))  # (B, T, d_ff)
+        return linear(self.dropout(hidden), l2.weight, l2.bias)  # (B, T, D)

@@ -103,3 +103,11 @@ def test_capture_memory_is_a_small_fraction_of_full_maps():
     full = 6 * 12 * n * n * 4  # six (1, 12, N, N) float32 maps
     assert len(maps) == 6
     assert maps.nbytes < full / 10
+
+
+def test_empty_capture_warns_instead_of_returning_nothing_silently():
+    gpt = GPT(GPTConfig(vocab_size=10, max_len=8, n_layers=1, n_heads=2, d_model=8, dropout=0.1))
+    gpt.train()  # attention dropout in training: not a capturable kernel
+    expected = pytest.warns(UserWarning, match="capture recorded no attention call from GPT")
+    with expected, capture(gpt):
+        gpt(torch.randint(0, 10, (1, 4)))

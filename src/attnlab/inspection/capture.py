@@ -13,6 +13,7 @@ capture on or off, so outputs are bit-identical; maps cost O(N·d) memory per la
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 from torch import nn
@@ -60,3 +61,10 @@ def capture(model: nn.Module) -> Iterator[Capture]:
     maps = Capture(model)
     with hf_support(model), observe.observing(maps):
         yield maps
+    if not maps.calls:
+        warnings.warn(
+            f"capture recorded no attention call from {type(model).__name__}: was the model run "
+            "inside the block? (In training mode with attention dropout the kernel that keeps "
+            "exact maps is not used: call model.eval().)",
+            stacklevel=3,
+        )

@@ -79,3 +79,25 @@ def test_payload_rejects_inconsistent_shapes():
         AttentionPayload(
             "t", p.tokens, p.layers, p.maps[..., :5, :5], 1, p.top_indices, p.top_weights
         )
+
+
+@pytest.mark.slow
+def test_figures_from_a_real_capture_of_a_long_text(tmp_path):
+    """≥ 1000 tokens through the real path: model → capture → pooled AttentionMap → figures."""
+    from attnlab import Encoder, EncoderConfig, capture
+    from attnlab.inspection.report import Report
+
+    n = 1100
+    model = Encoder(EncoderConfig(vocab_size=50, max_len=n, n_layers=2, n_heads=4, d_model=32,
+                                  d_ff=64)).eval()  # fmt: skip
+    with torch.no_grad(), capture(model) as maps:
+        model(torch.randint(0, 50, (1, n)))
+    report = Report("long", [f"t{i}" for i in range(n)], dict(maps), "Encoder")
+    payload = AttentionPayload.from_report(report)
+    assert payload.pool == 9 and payload.maps.shape == (2, 4, 123, 123)
+    torch.testing.assert_close(payload.maps.sum(-1).mean(), torch.tensor(1 / 9), atol=1e-3, rtol=0)
+    for path in (figures.heatmap(payload, 1, 3, tmp_path / "h.png"),
+                 figures.model_grid(payload, tmp_path / "m.png"),
+                 figures.token_links(payload, 0, "t500", tmp_path / "l.png")):  # fmt: skip
+        (h, w), spread, _ = picture_stats(path)
+        assert h > 200 and w > 200 and spread > 5

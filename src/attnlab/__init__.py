@@ -8,6 +8,7 @@ Public API (each name documented where it is defined):
 """
 
 from attnlab import masks
+from attnlab.experiments.causality import check_causal
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
 from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
@@ -37,6 +38,7 @@ __all__ = [
     "MultiHeadAttention",
     "__version__",
     "capture",
+    "check_causal",
     "inspect",
     "masks",
     "scaled_dot_product_attention",

@@ -1,0 +1,1 @@
+"""The notes' claims as runnable studies, and the checks they rely on."""

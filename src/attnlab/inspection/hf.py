@@ -9,6 +9,10 @@ slow eager path and keeps no (B, H, N, N) maps.
 
 Supported: BERT-family encoders (``model_type`` bert) and GPT-2 (gpt2). Other Hugging Face
 models raise a ValueError naming their class instead of returning an empty capture.
+
+The registry is process-wide: while a capture is open, other threads' Hugging Face SDPA calls
+also run through attnlab's kernel (same results; they are recorded only by observers active in
+their own context, since observers live in a ContextVar).
 """
 
 from __future__ import annotations
@@ -80,13 +84,9 @@ def hf_support(model: nn.Module) -> Iterator[None]:
         )
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    local = ALL_ATTENTION_FUNCTIONS._local_mapping
-    had_local, previous = "sdpa" in local, local.get("sdpa")
+    previous = ALL_ATTENTION_FUNCTIONS["sdpa"]
     ALL_ATTENTION_FUNCTIONS["sdpa"] = _sdpa_through_attnlab
     try:
         yield
     finally:
-        if had_local:
-            local["sdpa"] = previous
-        else:
-            del ALL_ATTENTION_FUNCTIONS["sdpa"]
+        ALL_ATTENTION_FUNCTIONS["sdpa"] = previous

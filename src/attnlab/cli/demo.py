@@ -8,14 +8,12 @@ sentences side by side, static figures, and the shape trace of the notes' worked
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from attnlab.atomic import write_json
 from attnlab.inspection.pretrained import MINILM
 from attnlab.inspection.report import inspect
 from attnlab.nn.attention import MultiHeadAttention
@@ -88,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         figures.token_links(tired, best["layer"], "it", out / "links_tired.png", heads=heads),
         figures.token_links(wide, best["layer"], "it", out / "links_wide.png", heads=heads),
         figures.qkv_flow(out / "qkv_flow.png"),
-        _write_json(out / "it_attention.json", record),
+        write_json(out / "it_attention.json", record),
     ]  # fmt: skip
     print("\nwritten:")
     for path in written:
@@ -100,13 +98,3 @@ def run(args: argparse.Namespace) -> int:
         f"\ndone in {time.perf_counter() - start:.1f} s; open {out / 'attention.html'} in a browser"
     )
     return 0
-
-
-def _write_json(path: Path, data: object) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-    return path

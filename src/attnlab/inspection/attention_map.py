@@ -16,8 +16,6 @@ Dimension legend: B batch, H heads, Lq queries, Lk keys, d head size.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from attnlab.atomic import atomic_write
 from attnlab.functional.attention import attention_weights_from_lse
 
 __all__ = ["AttentionMap"]
@@ -174,16 +173,7 @@ class AttentionMap:
         tensors = {name: t.detach().contiguous() for name, t in tensors.items()}
         meta = {"format": "attnlab.AttentionMap/1", "scale": repr(self.scale),
                 "causal": str(self.causal)}  # fmt: skip
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path) -> AttentionMap:

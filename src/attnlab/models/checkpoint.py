@@ -12,13 +12,12 @@ refuses weights that do not match the configuration, naming the first mismatch.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from attnlab.atomic import atomic_write, write_json, write_text
 from attnlab.models.config import EncoderConfig, EncoderDecoderConfig, GPTConfig
 from attnlab.models.encoder import Encoder
 from attnlab.models.encoder_decoder import EncoderDecoder
@@ -31,17 +30,6 @@ _ARCHITECTURES = {
     "Encoder": (Encoder, EncoderConfig),
     "EncoderDecoder": (EncoderDecoder, EncoderDecoderConfig),
 }
-
-
-def _atomic(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_model(model: nn.Module, folder: str | Path, *, tokenizer_json: str | None = None) -> Path:
@@ -58,11 +46,11 @@ def save_model(model: nn.Module, folder: str | Path, *, tokenizer_json: str | No
             continue
         seen[tensor.data_ptr()] = key
         state[key] = tensor.detach().contiguous()
-    _atomic(folder / "model.safetensors", lambda tmp: save_file(state, tmp))
+    atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, tmp))
     config = {"architecture": name, "config": model.config.to_dict()}
-    _atomic(folder / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
+    write_json(folder / "config.json", config)
     if tokenizer_json is not None:
-        _atomic(folder / "tokenizer.json", lambda tmp: Path(tmp).write_text(tokenizer_json))
+        write_text(folder / "tokenizer.json", tokenizer_json)
     return folder
 
 

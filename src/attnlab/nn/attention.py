@@ -42,6 +42,8 @@ class MultiHeadAttention(nn.Module):
             multi-query attention). Default H (ordinary multi-head attention).
         bias: add biases to the four projections.
         dropout: dropout on the attention weights during training.
+        scale: multiplies the scores; default 1/√d_h. (1.0 reproduces "forgetting the scaling",
+            one of the notes' pitfalls; see the ``scaling`` experiment.)
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: int | None = None,
         bias: bool = True,
         dropout: float = 0.0,
+        scale: float | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -79,6 +82,7 @@ class MultiHeadAttention(nn.Module):
         self.kdim = d_model if kdim is None else kdim
         self.vdim = d_model if vdim is None else vdim
         self.dropout = dropout
+        self.scale = scale  # None → 1/√d_h
         kv_width = n_kv_heads * self.head_dim
         factory = {"device": device, "dtype": dtype}
         self.q_proj = nn.Linear(d_model, d_model, bias=bias, **factory)  # W_Q
@@ -153,7 +157,7 @@ class MultiHeadAttention(nn.Module):
             v = v.repeat_interleave(H // H_kv, dim=1)
         attn_mask = self._merge_masks(mask, key_padding_mask, B, T, k.shape[2])
         out, weights = scaled_dot_product_attention(
-            q, k, v, attn_mask, causal=causal, dropout=self.dropout,
+            q, k, v, attn_mask, causal=causal, scale=self.scale, dropout=self.dropout,
             need_weights=need_weights, training=self.training,
         )  # fmt: skip
         # out (B, H, T, d_h); weights (B, H, T, S) or None

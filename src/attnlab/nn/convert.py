@@ -74,6 +74,11 @@ def mha_to_torch(m: MultiHeadAttention) -> nn.MultiheadAttention:
             "torch.nn.MultiheadAttention has no grouped-query attention: n_kv_heads must equal "
             f"n_heads={m.n_heads}; got n_kv_heads={m.n_kv_heads}"
         )
+    if m.scale is not None and m.scale != m.head_dim**-0.5:
+        raise ValueError(
+            "torch.nn.MultiheadAttention always scales by 1/√d_h = "
+            f"{m.head_dim**-0.5:.6g}; this module uses scale={m.scale}"
+        )
     ref = m.out_proj.weight
     has_bias = m.out_proj.bias is not None
     theirs = nn.MultiheadAttention(

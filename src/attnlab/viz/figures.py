@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+from attnlab.atomic import atomic_write
 from attnlab.viz.payload import AttentionPayload
 
 __all__ = ["head_grid", "heatmap", "model_grid", "qkv_flow", "token_links"]
@@ -33,13 +34,10 @@ def _labels(payload: AttentionPayload, max_labels: int) -> tuple[list[int], list
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    """Write atomically (a reader never sees half a picture); format from the suffix."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
     plt.close(fig)
-    tmp.replace(path)  # atomic: a reader never sees half a picture
-    return path
+    return Path(path)
 
 
 def heatmap(payload: AttentionPayload, layer: int, head: int, path: str | Path, *,

@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import torch
 
+from attnlab.atomic import write_text
 from attnlab.viz.payload import AttentionPayload
 
 __all__ = ["Page", "render_page", "write_page"]
@@ -85,14 +84,7 @@ def render_page(
 def write_page(path: str | Path, payload: AttentionPayload,
                compare: AttentionPayload | None = None, **kwargs: object) -> Path:  # fmt: skip
     """Write the page atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_page(payload, compare, **kwargs)  # type: ignore[arg-type]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, render_page(payload, compare, **kwargs))  # type: ignore[arg-type]
 
 
 class Page:

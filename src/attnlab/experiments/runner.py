@@ -1,0 +1,23 @@
+"""The registry of experiments: name → (config class, run function)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from attnlab.experiments import scaling
+
+__all__ = ["EXPERIMENTS", "run_experiment"]
+
+# name → (module with a Config dataclass having .quick(), and run(config, out_dir) → dict)
+EXPERIMENTS: dict[str, tuple[type, Callable[..., dict], str]] = {
+    "scaling": (scaling.ScalingConfig, scaling.run, "why divide by √d_k"),
+}
+
+
+def run_experiment(name: str, out_dir: str | Path, *, quick: bool = False) -> dict:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; available: {sorted(EXPERIMENTS)}")
+    config_cls, run, _ = EXPERIMENTS[name]
+    config = config_cls.quick() if quick else config_cls()
+    return run(config, Path(out_dir))

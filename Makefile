@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 # Debian packages the tests use: Chromium for browser tests of the interactive page (driven
-# by playwright with executable_path=/usr/bin/chromium; never `playwright install`).
+# by playwright with executable_path=/usr/bin/chromium; never `playwright install`), and the
+# King James + Reina-Valera 1909 Bibles (SWORD modules) for the translation corpus.
 # Needs root, as on CI.
+SWORD := /usr/share/sword/modules/texts/ztext
 $(SYSTEM_STAMP): $(STAMP)
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null 2>&1 || [ ! -f $(SWORD)/engKJV2006eb/ot.bzv ] \
+	    || [ ! -f $(SWORD)/spaRV1909eb/ot.bzv ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    chromium chromium-driver fonts-dejavu-core >/dev/null; \
+	    chromium chromium-driver fonts-dejavu-core sword-text-kjv sword-text-sparv >/dev/null; \
 	fi
 	touch $(SYSTEM_STAMP)
 

@@ -254,3 +254,12 @@ def test_value_size_may_differ_from_key_size():
     out, w = scaled_dot_product_attention(q, k, v, need_weights=True)
     assert out.shape == (2, 5, 3)
     torch.testing.assert_close(out, w @ v)
+
+
+def test_dropout_in_training_with_mask_and_causal():
+    q, k, v = (torch.randn(2, 2, 6, 4) for _ in range(3))
+    mask = masks.padding_from_lengths([4, 6], 6)
+    torch.manual_seed(1)
+    out, _ = scaled_dot_product_attention(q, k, v, mask, causal=True, dropout=0.0001, training=True)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask & masks.causal(6))
+    torch.testing.assert_close(out, expected, atol=2e-3, rtol=2e-3)  # dropout almost never fires

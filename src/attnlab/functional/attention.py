@@ -108,6 +108,8 @@ def scaled_dot_product_attention(
         return AttentionResult(out, weights)
     if not fusable:
         observe.emit_step("kernel", None, f"PyTorch SDPA: {_why_not_fusable(q, v, drop)}")
+        if causal and mask is not None:  # PyTorch refuses a mask together with is_causal
+            mask, causal = _combine(mask, causal_mask(lq, lk, device=q.device)), False
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale
         )

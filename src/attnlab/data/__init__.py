@@ -1,0 +1,1 @@
+"""Tokenizers, readers for the real corpora available offline, batching."""

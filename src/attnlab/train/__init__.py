@@ -1,0 +1,1 @@
+"""Training: configuration, tasks, the trainer loop, resumable checkpoints, data parallelism."""

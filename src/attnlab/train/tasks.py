@@ -1,0 +1,190 @@
+"""What is trained: data, tokenizers, batches and the model for each task.
+
+Batches are a pure function of (seed, step, split): a resumed run draws exactly the batches the
+uninterrupted run would have, with no data-loader state to save. Under data parallelism every
+process builds the same global batch and keeps its own slice.
+
+Dimension legend: B batch, T tokens (target side for translation), S source tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.data.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_json
+from attnlab.models.config import EncoderDecoderConfig, GPTConfig
+from attnlab.models.encoder_decoder import EncoderDecoder
+from attnlab.models.gpt import GPT
+from attnlab.train.config import TrainConfig
+
+__all__ = ["LMTask", "TranslationTask", "build_task"]
+
+
+def _read_text_corpus(name: str) -> str:
+    if name == "shakespeare":
+        from attnlab.data.shakespeare import read_plays
+
+        return read_plays()
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus {name!r} is neither 'shakespeare' nor a file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not UTF-8 text (invalid byte at offset {err.start}); convert it, e.g. "
+            "`iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def _generator(seed: int, step: int, split: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step * 2 + (split == "val"))
+
+
+@dataclass
+class LMTask:
+    """Next-token prediction on one text with a GPT."""
+
+    config: TrainConfig
+    tokenizer: CharTokenizer | BPETokenizer
+    train_ids: Tensor  # (N_train,) int64
+    val_ids: Tensor  # (N_val,)
+
+    @classmethod
+    def prepare(cls, config: TrainConfig, tokenizer_json: str | None = None) -> LMTask:
+        text = _read_text_corpus(config.corpus)
+        cut = int(len(text) * (1 - config.val_fraction))
+        if tokenizer_json is not None:
+            tokenizer = tokenizer_from_json(tokenizer_json)
+        elif config.tokenizer == "char":
+            tokenizer = CharTokenizer.from_text(text)
+        else:
+            tokenizer = BPETokenizer.train([text[:cut]], config.bpe_vocab)
+        train = torch.tensor(tokenizer.encode(text[:cut]), dtype=torch.long)
+        val = torch.tensor(tokenizer.encode(text[cut:]), dtype=torch.long)
+        need = config.context + 1
+        for name, ids in (("training", train), ("validation", val)):
+            if len(ids) < need + config.batch:
+                raise ValueError(
+                    f"the {name} split of {config.corpus!r} has {len(ids)} tokens: too few for "
+                    f"one batch of {config.batch} sequences of {need} tokens"
+                )
+        return cls(config, tokenizer, train, val)
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        return GPT(GPTConfig(
+            vocab_size=self.tokenizer.vocab_size, max_len=c.context, n_layers=c.n_layers,
+            n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff, dropout=c.dropout,
+        ))  # fmt: skip
+
+    def batch(self, step: int, split: str = "train") -> dict[str, Tensor]:
+        ids = self.train_ids if split == "train" else self.val_ids
+        T = self.config.context
+        g = _generator(self.config.seed, step, split)
+        starts = torch.randint(0, len(ids) - T - 1, (self.config.batch,), generator=g)
+        rows = starts[:, None] + torch.arange(T + 1)  # (B, T + 1)
+        window = ids[rows]
+        return {"input_ids": window[:, :-1], "targets": window[:, 1:]}  # (B, T) each
+
+    def tokens_in(self, batch: dict[str, Tensor]) -> int:
+        return batch["input_ids"].numel()
+
+    def tokenizer_json(self) -> str:
+        return self.tokenizer.to_json()
+
+
+@dataclass
+class TranslationTask:
+    """English → Spanish verse pairs with an EncoderDecoder (BPE on each side)."""
+
+    config: TrainConfig
+    src_tok: BPETokenizer
+    tgt_tok: BPETokenizer
+    train_pairs: list[tuple[list[int], list[int]]]
+    val_pairs: list[tuple[list[int], list[int]]]
+    val_text: list[tuple[str, str]]
+
+    @classmethod
+    def prepare(cls, config: TrainConfig, tokenizer_json: str | None = None) -> TranslationTask:
+        from attnlab.data.sword import parallel_verses
+
+        if config.corpus != "bible-en-es":
+            raise ValueError(f"translation supports corpus 'bible-en-es'; got {config.corpus!r}")
+        pairs = parallel_verses("en", "es", max_words=config.max_words)
+        random.Random(config.seed).shuffle(pairs)  # deterministic split
+        n_val = max(1, int(len(pairs) * config.val_fraction))
+        train, val = pairs[:-n_val], pairs[-n_val:]
+        if tokenizer_json is not None:
+            both = json.loads(tokenizer_json)
+            src_tok, tgt_tok = (tokenizer_from_json(both[k]) for k in ("src", "tgt"))
+        else:
+            src_tok = BPETokenizer.train([s for s, _ in train], config.bpe_vocab)
+            tgt_tok = BPETokenizer.train([t for _, t in train], config.bpe_vocab)
+
+        def encode(items: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+            limit = config.context - 1  # room for <bos>/<eos>
+            return [(src_tok.encode(s)[:limit], tgt_tok.encode(t)[:limit]) for s, t in items]
+
+        return cls(config, src_tok, tgt_tok, encode(train), encode(val), val)
+
+    def build_model(self) -> nn.Module:
+        c = self.config
+        return EncoderDecoder(EncoderDecoderConfig(
+            src_vocab_size=self.src_tok.vocab_size, tgt_vocab_size=self.tgt_tok.vocab_size,
+            max_len=c.context, n_encoder_layers=c.n_layers, n_decoder_layers=c.n_layers,
+            n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff, dropout=c.dropout,
+        ))  # fmt: skip
+
+    def batch(self, step: int, split: str = "train") -> dict[str, Tensor]:
+        pairs = self.train_pairs if split == "train" else self.val_pairs
+        g = _generator(self.config.seed, step, split)
+        chosen = [pairs[i] for i in torch.randint(0, len(pairs), (self.config.batch,), generator=g)]
+        return collate(chosen, self.src_tok, self.tgt_tok)
+
+    def tokens_in(self, batch: dict[str, Tensor]) -> int:
+        return int((batch["targets"] != -100).sum())
+
+    def tokenizer_json(self) -> str:
+        return json.dumps({"src": self.src_tok.to_json(), "tgt": self.tgt_tok.to_json()})
+
+
+def collate(pairs: list[tuple[list[int], list[int]]], src_tok: BPETokenizer,
+            tgt_tok: BPETokenizer) -> dict[str, Tensor]:  # fmt: skip
+    """Pad a list of (source ids, target ids) into model inputs; targets −100 on padding."""
+    S = max(len(s) for s, _ in pairs)
+    T = max(len(t) for _, t in pairs) + 1
+    src = torch.full((len(pairs), S), src_tok.pad_id, dtype=torch.long)
+    tgt_in = torch.full((len(pairs), T), tgt_tok.pad_id, dtype=torch.long)
+    targets = torch.full((len(pairs), T), -100, dtype=torch.long)
+    for i, (s, t) in enumerate(pairs):
+        src[i, : len(s)] = torch.tensor(s)
+        tgt_in[i, : len(t) + 1] = torch.tensor([tgt_tok.bos_id, *t])
+        targets[i, : len(t) + 1] = torch.tensor([*t, tgt_tok.eos_id])
+    return {
+        "src_ids": src, "tgt_ids": tgt_in, "targets": targets,
+        "src_padding_mask": src != src_tok.pad_id, "tgt_padding_mask": tgt_in != tgt_tok.pad_id,
+    }  # fmt: skip
+
+
+def build_task(config: TrainConfig, tokenizer_json: str | None = None) -> LMTask | TranslationTask:
+    cls = LMTask if config.task == "lm" else TranslationTask
+    return cls.prepare(config, tokenizer_json)
+
+
+def build_model_and_tokenizers(config: TrainConfig, tokenizer_json: str) -> tuple[nn.Module, tuple]:
+    """The model and tokenizer(s) of a checkpoint, without reading the corpus."""
+    if config.task == "lm":
+        tok = tokenizer_from_json(tokenizer_json)
+        task = LMTask(config, tok, torch.empty(0, dtype=torch.long), torch.empty(0))
+        return task.build_model(), (tok,)
+    both = json.loads(tokenizer_json)
+    src, tgt = (tokenizer_from_json(both[k]) for k in ("src", "tgt"))
+    task = TranslationTask(config, src, tgt, [], [], [])
+    return task.build_model(), (src, tgt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 
 from attnlab.train.config import PRESETS, TrainConfig, load_config
 
@@ -36,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = load_config(args.preset, args.config, **overrides)
     print(f"training {config.task} on {config.corpus}; output in {config.out_dir}", flush=True)
-    if args.nproc > 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun (one or many hosts)
+        from attnlab.train.distributed import World
+        from attnlab.train.trainer import train
+
+        result = train(config, resume=args.resume, world=World.from_env())
+        steps, val_loss, stopped = result.steps, result.val_loss, result.stopped
+    elif args.nproc > 1:
         from attnlab.train.distributed import spawn
 
         steps, val_loss, stopped = spawn(config, args.nproc, resume=args.resume)

@@ -53,3 +53,9 @@ def test_translation_trains_on_real_verses_and_translates(tmp_path, capsys):
     ckpt = str(out / "checkpoint.safetensors")
     assert main(["generate", "--checkpoint", ckpt, "--prompt", "And God said"]) == 0
     assert capsys.readouterr().out.strip()  # some Spanish-tokenised text, untrained quality
+    fig = tmp_path / "align.png"
+    evaluate = ["evaluate", "--checkpoint", ckpt, "--n", "8", "--align", "And God said", "-o"]
+    assert main([*evaluate, str(fig)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("BLEU ") and "on 8 held-out verses" in out and "REF " in out
+    assert fig.stat().st_size > 5_000

@@ -11,7 +11,16 @@ import sys
 import attnlab
 
 # Module names under attnlab.cli, in the order they appear in `attnlab --help`.
-SUBCOMMANDS: list[str] = ["trace", "inspect", "show", "train", "generate", "experiment", "demo"]
+SUBCOMMANDS: list[str] = [
+    "trace",
+    "inspect",
+    "show",
+    "train",
+    "generate",
+    "evaluate",
+    "experiment",
+    "demo",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

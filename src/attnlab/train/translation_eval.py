@@ -79,9 +79,9 @@ def alignment_figure(checkpoint: str | Path, english: str, out: str | Path) -> t
         model(src, tgt)
     last = f"decoder.layers.{len(model.decoder.layers) - 1}.cross_attn"
     weights = maps[last].dense()[0].mean(0)  # (T, S)
-    piece = task.src_tok._tok.id_to_token
-    src_labels = [piece(i).replace("Ġ", "") for i in src[0].tolist()]
-    tgt_labels = [task.tgt_tok._tok.id_to_token(i).replace("Ġ", "") for i in tgt[0].tolist()]
+    # Each token's own text (byte-level BPE pieces decoded one by one, so "á" shows as "á").
+    src_labels = [task.src_tok.decode([i]).strip() for i in src[0].tolist()]
+    tgt_labels = [task.tgt_tok.decode([i]).strip() for i in tgt[0].tolist()]
     fig, ax = plt.subplots(figsize=(0.45 * len(src_labels) + 2, 0.45 * len(tgt_labels) + 1.5))
     ax.imshow(weights.numpy(), cmap="magma", vmin=0)
     ax.set_xticks(range(len(src_labels)), src_labels, rotation=90)

@@ -122,3 +122,12 @@ def test_shape_trace_names_every_layer_and_can_keep_one(gpt):
         gpt(ids)
     assert [c.name for c in one.calls] == ["layers.1.self_attn"]
     assert "heads (1, 4, 6, 8)" in one.summary()
+
+
+def test_sinusoidal_positions_do_not_drown_the_token_embeddings():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=50, max_len=64, n_layers=1, n_heads=2, d_model=64,
+                        positional="sinusoidal"))  # fmt: skip
+    position_rms = gpt.position(64).pow(2).mean().sqrt()
+    token_rms = gpt.token_embedding.weight.pow(2).mean().sqrt()
+    assert 0.8 < float(position_rms / token_rms) < 1.25

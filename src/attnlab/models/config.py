@@ -52,6 +52,9 @@ class GPTConfig(_Serialisable):
     activation: str = "gelu_tanh"  # GPT-2's gelu
     positional: str = "learned"  # "learned" (GPT-2) or "sinusoidal"
     layer_norm_eps: float = 1e-5
+    # False removes the causal mask, so every position reads the whole sequence, future included:
+    # only for the masking experiment (attnlab.experiments.masking), never for a real model.
+    causal: bool = True
 
     def __post_init__(self) -> None:
         _positive(self, "vocab_size", "max_len", "n_layers", "n_heads", "d_model")

@@ -28,12 +28,13 @@ def check_length(length: int, offset: int, max_len: int) -> None:
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Fixed sin/cos table (no parameters): returns PE[offset : offset + T], (T, D)."""
+    """Fixed sin/cos table (no parameters): returns scale·PE[offset : offset + T], (T, D)."""
 
-    def __init__(self, max_len: int, d_model: int) -> None:
+    def __init__(self, max_len: int, d_model: int, *, scale: float = 1.0) -> None:
         super().__init__()
         self.max_len = max_len
-        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+        table = sinusoidal_table(max_len, d_model) * scale
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, length: int, offset: int = 0) -> Tensor:
         check_length(length, offset, self.max_len)

@@ -13,17 +13,25 @@ from collections.abc import Callable
 import torch
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], reps: int, *, min_sample: float = 0.05
+) -> dict[str, float]:
     """Median seconds per call of each function, running them in turn within each repetition
-    so machine load affects every contender alike. One warm-up call each first."""
-    for fn in fns.values():
+    so machine load affects every contender alike. One warm-up call each first; a sample of a
+    fast function repeats it until the sample lasts about ``min_sample`` seconds (a single
+    millisecond call is mostly timer and scheduler noise)."""
+    loops = {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
         fn()
+        loops[name] = max(1, round(min_sample / max(time.perf_counter() - start, 1e-6)))
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
             start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(loops[name]):
+                fn()
+            times[name].append((time.perf_counter() - start) / loops[name])
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

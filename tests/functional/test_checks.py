@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from attnlab import scaled_dot_product_attention
+from attnlab.functional.checks import _common_case, check_attention_inputs
 
 
 def qkv(lq=4, lk=5, dk=8, dv=8):
@@ -84,3 +85,15 @@ def test_bad_scale(scale):
 def test_bad_dropout():
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\); got 1.5"):
         scaled_dot_product_attention(*qkv(), dropout=1.5)
+
+
+def test_decoding_shapes_take_the_fast_check_and_still_catch_mistakes():
+    q, k, v = torch.randn(1, 2, 1, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
+    assert _common_case(q, k, v, None, None, 0.0)  # one new query over a cache of five keys
+    assert _common_case(q, k, v, None, 0.5, 0.0)
+    with pytest.raises(ValueError, match="k and v must have the same number of keys Lk"):
+        check_attention_inputs(q, k, v[:, :, :4], None, None, 0.0)
+    with pytest.raises(ValueError, match="q and k must share the last dimension d_k"):
+        check_attention_inputs(q[..., :4], k, v, None, None, 0.0)
+    with pytest.raises(ValueError, match="scale must be a positive finite number; got nan"):
+        check_attention_inputs(q, k, v, None, float("nan"), 0.0)

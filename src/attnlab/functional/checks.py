@@ -3,6 +3,8 @@ expected and what was given."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -56,7 +58,8 @@ def check_attention_inputs(
             f"{k.shape[-2]}, v has {v.shape[-2]} (k {_shape(k)}, v {_shape(v)})"
         )
     try:
-        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        if not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+            torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except RuntimeError:
         raise ValueError(
             "the leading (batch, head) dimensions of q, k and v must broadcast; got "
@@ -73,15 +76,19 @@ def check_attention_inputs(
 def _common_case(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float | None, dropout: float
 ) -> bool:
-    """True for the everyday input: same-shaped 4-D float32 q/k/v, no mask, default scale."""
+    """True for the everyday input, which passes every check below: 4-D float32 q/k/v with one
+    (B, H), q and k sharing d_k, k and v sharing Lk, no mask, a valid scale. Covers decoding
+    with a KV cache (Lq = 1 < Lk), where per-call checks are a visible share of each token."""
     return (
         mask is None
-        and scale is None
         and dropout == 0.0
+        and (scale is None or (type(scale) is float and 0.0 < scale < math.inf))
         and type(q) is type(k) is type(v) is torch.Tensor
         and q.dtype == k.dtype == v.dtype == torch.float32
-        and q.dim() == 4
-        and q.shape == k.shape == v.shape
+        and q.dim() == k.dim() == v.dim() == 4
+        and q.shape[:2] == k.shape[:2] == v.shape[:2]
+        and q.shape[3] == k.shape[3]
+        and k.shape[2] == v.shape[2]
     )
 
 

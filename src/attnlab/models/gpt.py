@@ -16,6 +16,7 @@ from attnlab.models.checks import check_ids
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.params import ParameterCount, count_parameters
 from attnlab.nn.blocks import EncoderLayer
+from attnlab.nn.dropout import dropout
 from attnlab.nn.kv_cache import KVCache
 from attnlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
@@ -60,7 +61,7 @@ class GPT(nn.Module):
         check_ids("input_ids", input_ids, self.config.vocab_size, self.config.max_len, offset)
         T = input_ids.shape[1]
         x = self.token_embedding(input_ids) + self.position(T, offset)  # (B, T, D)
-        x = self.dropout(x)
+        x = dropout(self.dropout, x)
         for i, layer in enumerate(self.layers):
             x = layer(
                 x, causal=self.config.causal, kv_cache=kv_cache[i] if kv_cache is not None else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from attnlab.nn.attention import MultiHeadAttention
+from attnlab.nn.dropout import dropout
 from attnlab.nn.feed_forward import ACTIVATIONS, FeedForward
 from attnlab.nn.kv_cache import LayerKVCache
 
@@ -53,8 +54,8 @@ def _residual(
     norm_first: bool,
 ) -> Tensor:  # fmt: skip
     if norm_first:
-        return x + drop(sublayer(norm(x)))
-    return norm(x + drop(sublayer(x)))
+        return x + dropout(drop, sublayer(norm(x)))
+    return norm(x + dropout(drop, sublayer(x)))
 
 
 class EncoderLayer(nn.Module):

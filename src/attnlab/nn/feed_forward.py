@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab.functional.linear import linear
+from attnlab.nn.dropout import dropout
 
 __all__ = ["ACTIVATIONS", "FeedForward"]
 
@@ -33,4 +34,4 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
         l1, l2 = self.linear1, self.linear2
         hidden = ACTIVATIONS[self.activation](linear(x, l1.weight, l1.bias))  # (B, T, d_ff)
-        return linear(self.dropout(hidden), l2.weight, l2.bias)  # (B, T, D)
+        return linear(dropout(self.dropout, hidden), l2.weight, l2.bias)  # (B, T, D)

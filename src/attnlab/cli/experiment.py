@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<12} {about}")
         return 0
     result = run_experiment(args.name, args.out, quick=args.quick)
-    print(json.dumps(result.get("final_loss", {}), indent=1))
+    print(json.dumps(result.get("headline") or result.get("final_loss", {}), indent=1))
     print(f"wrote {args.out}/{args.name}.json and {args.out}/{args.name}.png")
     return 0

@@ -110,7 +110,7 @@ def run(config: CoreferenceConfig, out_dir: str | Path) -> dict:
             for i, p in enumerate(pairs)
         ],
     }  # fmt: skip
-    result["final_loss"] = {"best head accuracy": best[0]["accuracy"],
+    result["headline"] = {"best head accuracy": best[0]["accuracy"],
                             "mean head accuracy": result["mean_accuracy"]}  # fmt: skip
     write_json(out_dir / "coreference.json", result)
     _figure(result, accuracy, shift, wa, wb, out_dir / "coreference.png")

@@ -15,6 +15,12 @@ def test_head_distance_is_zero_for_identical_and_one_for_disjoint_heads():
     disjoint = torch.stack((eye, eye.roll(1, 0)))[None]  # (1, 2, 4, 4), one-hot rows
     assert head_distance(disjoint) == 1.0
     assert math.isnan(head_distance(w))
+    rows = torch.zeros(1, 4, dtype=torch.bool)
+    rows[0, 2] = True  # only query row 2: the two heads differ there
+    same_elsewhere = torch.stack((eye, eye))[None].clone()
+    same_elsewhere[0, 1, 2] = eye[3]
+    assert head_distance(same_elsewhere, rows) == 1.0
+    assert head_distance(same_elsewhere) == 0.25
 
 
 def test_quick_run_writes_numbers_and_figure(tmp_path):

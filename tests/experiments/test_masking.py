@@ -1,12 +1,18 @@
 import json
 
+import pytest
 import torch
 
 from attnlab import GPT, GPTConfig
 from attnlab.cli.main import main
 from attnlab.experiments.causality import check_causal
 from attnlab.experiments.common import CharCorpus
-from attnlab.experiments.masking import MaskingConfig, real_word_fraction, validation_losses
+from attnlab.experiments.masking import (
+    MaskingConfig,
+    real_word_fraction,
+    sample,
+    validation_losses,
+)
 
 
 def gpt(causal):
@@ -36,6 +42,7 @@ def test_honest_loss_equals_teacher_forced_loss_only_for_a_causal_model():
         losses = validation_losses(model, corpus, config)
         same = abs(losses["honest"] - losses["teacher_forced"]) < 1e-4
         assert same == causal, losses
+        assert losses["last_position"] > 0
 
 
 def test_real_word_fraction_counts_letters():
@@ -54,7 +61,32 @@ def test_quick_run_writes_numbers_and_figure(tmp_path, capsys):
     assert "LEAK" in unmasked["check_causal"]["report"]
     for m in (masked, unmasked):
         assert len(m["loss_curve"]) == MaskingConfig.quick().steps
-        assert set(m["validation"]) == {"teacher_forced", "honest"}
+        assert set(m["validation"]) == {"teacher_forced", "honest", "last_position"}
         assert m["sample"].startswith("ROMEO:\n")
         assert len(m["sample"]) == len("ROMEO:\n") + MaskingConfig.quick().sample_chars
     assert (tmp_path / "masking.png").stat().st_size > 10_000
+
+
+def test_samples_keep_half_the_window_as_context(monkeypatch):
+    corpus = CharCorpus.load(plays=1, max_chars=20_000)
+    config = MaskingConfig.quick()  # context 16, 40 characters after "ROMEO:\n"
+    model = gpt_for(corpus, config)
+    lengths = []
+    generate = model.generate
+    monkeypatch.setattr(
+        model,
+        "generate",
+        lambda ids, n, **kw: (lengths.append((ids.shape[1], n)), generate(ids, n, **kw))[1],
+    )
+    text = sample(model, corpus, config)
+    assert len(text) == len("ROMEO:\n") + config.sample_chars
+    assert lengths[0] == (7, 9)  # the prompt, then fill the window
+    assert all(seen == 8 and seen + n <= 16 for seen, n in lengths[1:])  # context // 2 kept
+    with pytest.raises(ValueError, match="prompt must be shorter than the context"):
+        sample(model, corpus, MaskingConfig.quick().__class__(context=4, prompt="ROMEO:\n"))
+
+
+def gpt_for(corpus, config):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, max_len=config.context,
+                         n_layers=1, n_heads=2, d_model=16)).eval()  # fmt: skip

@@ -131,3 +131,27 @@ def test_sinusoidal_positions_do_not_drown_the_token_embeddings():
     position_rms = gpt.position(64).pow(2).mean().sqrt()
     token_rms = gpt.token_embedding.weight.pow(2).mean().sqrt()
     assert 0.8 < float(position_rms / token_rms) < 1.25
+
+
+def test_a_non_causal_gpt_generates_each_token_from_its_prefix_even_with_use_cache():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=30, max_len=24, n_layers=2, n_heads=2, d_model=16,
+                        causal=False)).eval()  # fmt: skip
+    with torch.no_grad():  # sharp attention, so a stale cached key changes the logits
+        for p in gpt.parameters():
+            p.normal_(0, 0.5)
+    seen = []  # the next-token logits each generation step used
+    forward = gpt.forward
+
+    def spy(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        seen.append(out.logits[:, -1])
+        return out
+
+    gpt.forward = spy
+    prompt = torch.randint(0, 30, (2, 3))
+    ids = gpt.generate(prompt, 12, temperature=0, use_cache=True)
+    del gpt.forward
+    with torch.no_grad():
+        for step, t in enumerate(range(3, 15)):  # a cached key would be off by ~0.07 here
+            torch.testing.assert_close(seen[step], gpt(ids[:, :t]).logits[:, -1])

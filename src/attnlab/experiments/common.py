@@ -41,10 +41,12 @@ class CharCorpus:
         return cls(tokenizer, ids[:cut], ids[cut:])
 
     def batch(self, g: torch.Generator, batch: int, length: int, split: str = "train") -> Batch:
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val'; got {split!r}")
         ids = self.train_ids if split == "train" else self.val_ids
         if len(ids) <= length + 1:
             raise ValueError(f"the {split} text has {len(ids)} characters; need > {length + 1}")
-        starts = torch.randint(0, len(ids) - length - 1, (batch,), generator=g)
+        starts = torch.randint(0, len(ids) - length, (batch,), generator=g)  # start + T ≤ N − 1
         window = ids[starts[:, None] + torch.arange(length + 1)]  # (B, T + 1)
         return window[:, :-1], window[:, 1:]
 
@@ -85,13 +87,16 @@ def train_steps(
     return TrainRun(losses, time.perf_counter() - start)
 
 
-def head_distance(weights: Tensor) -> float:
+def head_distance(weights: Tensor, rows: Tensor | None = None) -> float:
     """Mean pairwise distance between the heads of one layer: weights (B, H, T, T) →
     mean over head pairs and query rows of the total-variation distance ½·Σ|p − q| (0 = the
-    heads attend identically, 1 = to disjoint keys). NaN for a single head."""
+    heads attend identically, 1 = to disjoint keys). ``rows`` (B, T) bool keeps only those query
+    rows (e.g. the positions a task scores). NaN for a single head."""
     H = weights.shape[1]
     if H < 2:
         return float("nan")
     i, j = torch.triu_indices(H, H, offset=1)
     tv = 0.5 * (weights[:, i] - weights[:, j]).abs().sum(-1)  # (B, pairs, T)
+    if rows is not None:
+        return float(tv.transpose(1, 2)[rows].mean())  # (rows kept, pairs) → mean
     return float(tv.mean())

@@ -12,11 +12,12 @@ For every head: the weight "it" puts on each candidate, read exactly with :func:
   answers are balanced inside each pair, so a head that ignores the deciding word and always
   prefers the same candidate scores exactly 0.5; only a head that switches can do better.
 - switches: per pair, whether the head is right in both sentences (switched the right way),
-  wrong in both (the wrong way) or right in one (did not switch); a two-sided sign test on
-  right-way vs wrong-way pairs, Bonferroni-corrected over all heads, says whether any head
-  switches more often than chance.
+  wrong in both (the wrong way) or right in one (did not switch).
 - shift: how much weight moves towards the right candidate between the two sentences,
-  (w_a(ans_a) − w_a(ans_b)) − (w_b(ans_a) − w_b(ans_b)), averaged over pairs.
+  (w_a(ans_a) − w_a(ans_b)) − (w_b(ans_a) − w_b(ans_b)), averaged over pairs; and a two-sided
+  sign test on the shift's sign over the pairs, Bonferroni-corrected over all heads: does the
+  head move weight towards the referent more often than chance? (Testing the continuous shift
+  keeps the power a test on right-in-both pairs lacks when heads rarely flip.)
 
 Dimension legend: P pairs, L layers, H heads.
 """
@@ -86,16 +87,20 @@ def run(config: CoreferenceConfig, out_dir: str | Path) -> dict:
     accuracy = (right_a.float().mean(0) + right_b.float().mean(0)) / 2  # (L, H)
     right_way = (right_a & right_b).sum(0)  # (L, H) pairs switched the right way
     wrong_way = (~right_a & ~right_b).sum(0)
-    shift = ((wa[..., 0] - wa[..., 1]) - (wb[..., 0] - wb[..., 1])).mean(0)  # (L, H)
+    shifts = (wa[..., 0] - wa[..., 1]) - (wb[..., 0] - wb[..., 1])  # (P, L, H)
+    shift = shifts.mean(0)  # (L, H)
+    towards, away = (shifts > 0).sum(0), (shifts < 0).sum(0)  # (L, H) pairs
     L, H = accuracy.shape
     heads = []
     for layer in range(L):
         for head in range(H):
             k, m = int(right_way[layer, head]), int(wrong_way[layer, head])
-            p = sign_test(k, k + m)
+            up, down = int(towards[layer, head]), int(away[layer, head])
+            p = sign_test(up, up + down)  # does weight move to the right candidate, pair by pair?
             heads.append({"layer": layer, "head": head, "accuracy": float(accuracy[layer, head]),
                           "right_way": k, "wrong_way": m, "no_switch": len(pairs) - k - m,
-                          "shift": float(shift[layer, head]), "p_value": p,
+                          "shift": float(shift[layer, head]), "shift_towards": up,
+                          "shift_away": down, "p_value": p,
                           "significant": p * L * H < config.alpha})  # fmt: skip
     best = sorted(heads, key=lambda h: (-h["accuracy"], -h["shift"]))
     result = {

@@ -69,6 +69,10 @@ class RecurrentLM(nn.Module):
             raise ValueError(f"kind must be 'lstm' or 'gru'; got {kind!r}")
         self.embedding = nn.Embedding(vocab_size, d_embed)
         self.rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(d_embed, hidden, batch_first=True)
+        if kind == "lstm":  # forget-gate bias 1 (Jozefowicz et al., 2015): remember by default
+            with torch.no_grad():
+                for bias in (self.rnn.bias_ih_l0, self.rnn.bias_hh_l0):
+                    bias[hidden : 2 * hidden].fill_(0.5)  # gates i, f, g, o: f sums to 1
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, ids: Tensor, targets: Tensor | None = None) -> ModelOutput:

@@ -60,18 +60,22 @@ class MaskingConfig:
 
 @torch.no_grad()
 def validation_losses(model: GPT, corpus: CharCorpus, config: MaskingConfig) -> dict[str, float]:
-    """Teacher-forced loss (the whole window visible, as in training) and honest loss (each
-    position scored from a forward pass over its prefix only)."""
+    """Teacher-forced loss (the whole window visible, as in training), honest loss (each
+    position scored from a forward pass over its prefix only) and the loss at the last position
+    alone, where the two coincide: its target lies outside the window, so even the unmasked model
+    was trained there without seeing the answer."""
     g = torch.Generator().manual_seed(config.seed + 1)
-    forced, honest = [], []
+    forced, honest, last_position = [], [], []
     for _ in range(config.eval_batches):
         ids, targets = corpus.batch(g, config.batch, config.context, "val")  # (B, T)
         logits = model(ids).logits  # (B, T, V)
         forced.append(F.cross_entropy(logits.flatten(0, 1), targets.flatten()))
         last = torch.stack([model(ids[:, : t + 1]).logits[:, -1] for t in range(ids.shape[1])], 1)
         honest.append(F.cross_entropy(last.flatten(0, 1), targets.flatten()))  # last: (B, T, V)
-    return {"teacher_forced": float(torch.stack(forced).mean()),
-            "honest": float(torch.stack(honest).mean())}  # fmt: skip
+        last_position.append(F.cross_entropy(logits[:, -1], targets[:, -1]))
+    mean = lambda xs: float(torch.stack(xs).mean())  # noqa: E731
+    return {"teacher_forced": mean(forced), "honest": mean(honest),
+            "last_position": mean(last_position)}  # fmt: skip
 
 
 def real_word_fraction(text: str, vocabulary: set[str]) -> float:
@@ -82,15 +86,21 @@ def real_word_fraction(text: str, vocabulary: set[str]) -> float:
 
 
 def sample(model: GPT, corpus: CharCorpus, config: MaskingConfig) -> str:
+    """``sample_chars`` characters after the prompt, each chunk generated from the last
+    ``context // 2`` characters (the prompt at first), so the model always sees up to half its
+    window and generates the other half."""
     tok = corpus.tokenizer
-    prompt = torch.tensor([tok.encode(config.prompt)])
-    n = min(config.sample_chars, config.context - prompt.shape[1])
+    if len(config.prompt) >= config.context:
+        raise ValueError(f"prompt must be shorter than the context ({config.context} characters);"
+                         f" got {len(config.prompt)}")  # fmt: skip
+    keep = max(len(config.prompt), config.context // 2)
     text, g = config.prompt, torch.Generator().manual_seed(config.seed)
-    while len(text) - len(config.prompt) < config.sample_chars:  # windows of the model's context
-        ids = torch.tensor([tok.encode(text[-(config.context - n) :])])
+    while (remaining := config.sample_chars - (len(text) - len(config.prompt))) > 0:
+        ids = torch.tensor([tok.encode(text[-keep:])])  # (1, ≤ keep)
+        n = min(remaining, config.context - ids.shape[1])
         out = model.generate(ids, n, temperature=0.8, top_k=20, generator=g)
         text += tok.decode(out[0, ids.shape[1] :].tolist())
-    return text[: len(config.prompt) + config.sample_chars]
+    return text
 
 
 def run(config: MaskingConfig, out_dir: str | Path) -> dict:

@@ -88,10 +88,16 @@ class GPT(nn.Module):
     ) -> Tensor:  # fmt: skip
         """Extend prompt_ids (B, T) by max_new_tokens → (B, T + new). temperature 0 is greedy.
         With ``use_cache`` every step feeds only the newest token; keys and values of earlier
-        positions come from the KV cache (identical results, far less compute)."""
+        positions come from the KV cache (identical results, far less compute). A model built
+        with ``causal=False`` always recomputes (its cached keys would differ)."""
         from attnlab.models.sampling import next_token
 
         check_ids("prompt_ids", prompt_ids, self.config.vocab_size, self.config.max_len)
+        if not self.config.causal:
+            # Without the causal mask a cached key would be stale: it was computed before the
+            # later tokens existed. Recompute every step: each token is predicted from its
+            # prefix, exactly as the model scores a prefix.
+            use_cache = False
         total = prompt_ids.shape[1] + max_new_tokens
         if max_new_tokens < 0 or total > self.config.max_len:
             raise ValueError(

@@ -11,9 +11,9 @@ from attnlab.experiments.long_range import (
     RecallTask,
     RecurrentLM,
     build,
-    count,
     matched_hidden,
 )
+from attnlab.models.params import count_parameters
 
 
 @settings(max_examples=25, deadline=None)
@@ -33,10 +33,13 @@ def test_recall_batches_score_one_value_d_positions_before_the_query(d, values, 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_rnns_match_the_transformers_parameter_count(kind):
     config, task = LongRangeConfig(), RecallTask(128)
-    target = count(build("transformer", task, config))
+    target = count_parameters(build("transformer", task, config)).total
     rnn = build(kind, task, config, target)
-    assert abs(count(rnn) - target) / target < 0.01
-    assert matched_hidden(kind, count(rnn), task.vocab_size, config.d_model) == rnn.rnn.hidden_size
+    assert abs(count_parameters(rnn).total - target) / target < 0.01
+    assert (
+        matched_hidden(kind, count_parameters(rnn).total, task.vocab_size, config.d_model)
+        == rnn.rnn.hidden_size
+    )
 
 
 def test_bad_rnn_kind():

@@ -60,12 +60,13 @@ class TrainRun:
 def train_steps(
     model: nn.Module, next_batch: Callable[[int], Batch], steps: int, *, lr: float,
     loss_fn: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None, desc: str = "train",
-    warmup: int | None = None,
+    warmup: int | None = None, clip: float | None = 1.0,
 ) -> TrainRun:  # fmt: skip
     """AdamW for ``steps`` steps on ``next_batch(step)``; ``loss_fn(model, ids, targets)``
     defaults to the model's own loss (``model(ids, targets=targets).loss``). The learning rate
     is constant, or with ``warmup`` rises linearly for that many steps and then decays along a
-    cosine to lr/10 (:func:`attnlab.train.schedule.learning_rate`)."""
+    cosine to lr/10 (:func:`attnlab.train.schedule.learning_rate`). Gradients are clipped to
+    norm ``clip`` (None: not clipped)."""
     loss_fn = loss_fn or (lambda m, ids, targets: m(ids, targets=targets).loss)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model.train()
@@ -80,7 +81,8 @@ def train_steps(
         loss = loss_fn(model, ids, targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         losses.append(loss.item())
     model.eval()

@@ -31,6 +31,7 @@ from attnlab.experiments.results import save_figure, write_json
 from attnlab.inspection.capture import capture
 from attnlab.models.config import GPTConfig
 from attnlab.models.gpt import GPT
+from attnlab.models.params import count_parameters
 
 __all__ = ["HeadsConfig", "run"]
 
@@ -103,7 +104,7 @@ def run(config: HeadsConfig, out_dir: str | Path) -> dict:
                 model = _model(vocab, length, H, config, seed)
                 result["parameters"].setdefault(task, {})[str(H)] = {
                     "total": model.num_parameters().total,
-                    "attention": sum(p.numel() for p in model.layers[0].self_attn.parameters()),
+                    "attention": count_parameters(model.layers[0].self_attn).total,
                 }
                 g = torch.Generator().manual_seed(seed)
                 trained = train_steps(model, lambda _, g=g, b=train_batch: b(g), steps,

@@ -29,6 +29,7 @@ from attnlab.experiments.common import Batch, train_steps
 from attnlab.experiments.results import save_figure, write_json
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.gpt import GPT
+from attnlab.models.params import count_parameters
 
 __all__ = ["LongRangeConfig", "RecallTask", "RecurrentLM", "run"]
 
@@ -103,10 +104,6 @@ class LongRangeConfig:
                    epoch_sequences=64, eval_sequences=64)  # fmt: skip
 
 
-def count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def matched_hidden(kind: str, target: int, vocab: int, d_embed: int) -> int:
     """The hidden size whose RNN language model has the parameter count nearest ``target``."""
     gates = 4 if kind == "lstm" else 3
@@ -144,7 +141,7 @@ def run(config: LongRangeConfig, out_dir: str | Path) -> dict:
     result: dict = {"config": asdict(config), "chance": 1 / RecallTask(1).values, "runs": {}}
     for d in config.distances:
         task = RecallTask(d)
-        target = count(build("transformer", task, config))
+        target = count_parameters(build("transformer", task, config)).total
         for kind in ("transformer", "lstm", "gru"):
             model = build(kind, task, config, target)
             g = torch.Generator().manual_seed(config.seed + d)  # same batches for every model
@@ -152,7 +149,7 @@ def run(config: LongRangeConfig, out_dir: str | Path) -> dict:
             trained = train_steps(model, batches, config.steps, lr=config.lr, desc=f"{kind} d={d}")
             per_step = trained.seconds / config.steps
             result["runs"].setdefault(kind, {})[str(d)] = {
-                "parameters": count(model),
+                "parameters": count_parameters(model).total,
                 "hidden": getattr(getattr(model, "rnn", None), "hidden_size", config.d_model),
                 "accuracy": accuracy(model, task, config),
                 "seconds_per_epoch": per_step * config.epoch_sequences / config.batch,

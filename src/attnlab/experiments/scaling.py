@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from attnlab.experiments.common import train_steps
 from attnlab.experiments.results import save_figure, write_json
 from attnlab.functional.attention import scaled_dot_product_attention
 from attnlab.models.config import GPTConfig
@@ -86,18 +87,10 @@ def train_curve(scaled: bool, config: ScalingConfig) -> list[float]:
     if not scaled:
         for layer in model.layers:
             layer.self_attn.scale = 1.0
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     g = torch.Generator().manual_seed(config.seed)
-    losses = []
-    for _ in tqdm(range(config.steps), desc=f"train ({'scaled' if scaled else 'unscaled'})",
-                  leave=False):  # fmt: skip
-        ids, targets = recall_batch(config, g)
-        loss = model(ids, targets=targets).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+    desc = f"train ({'scaled' if scaled else 'unscaled'})"
+    return train_steps(model, lambda _: recall_batch(config, g), config.steps, lr=config.lr,
+                       clip=None, desc=desc).losses  # fmt: skip
 
 
 def run(config: ScalingConfig, out_dir: str | Path) -> dict:

@@ -27,7 +27,7 @@ def test_trace_returns_steps_as_data():
     shapes = {s.name: s.shape for s in call.steps if s.shape is not None}
     assert shapes["heads"] == (1, 8, 6, 8)
     assert shapes["weights"] == (1, 8, 6, 6)
-    assert call.kernel.startswith("flash+lse: need_weights=True")
+    assert call.kernel.startswith("blocked: need_weights=True")
 
 
 def test_trace_says_why_the_reference_kernel_ran():

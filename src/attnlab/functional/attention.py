@@ -5,9 +5,12 @@
 * **fused** – PyTorch's CPU flash kernel (the one ``F.scaled_dot_product_attention`` runs), called
   directly because it also returns the per-row log-sum-exp (LSE). Used whenever weights are not
   asked for. O(N·d) memory.
-* **flash+lse** – weights asked for, no gradient needed: the fused kernel gives the output and the
-  LSE, then the exact weights exp(q·kᵀ·scale + bias − lse) are written block by block straight
-  into the one (..., Lq, Lk) result tensor: no second N×N temporary.
+* **blocked** – weights asked for, no gradient needed: :mod:`attnlab.functional.blocked` computes
+  scores, softmax and the value product one cache-sized block of query rows at a time, straight
+  into the one (..., Lq, Lk) result tensor: no second N×N temporary, each weight written once.
+* **flash+lse** – weights asked for while an observer (``attnlab.inspect``) records the call:
+  the fused kernel gives the output and the LSE the observer keeps, then the exact weights
+  exp(q·kᵀ·scale + bias − lse) are written into the result.
 * **reference** – the readable softmax(QKᵀ)V of :mod:`attnlab.functional.reference`, used when
   weights must carry gradients, for dropout in training, or for inputs the fused kernel rejects
   (d_k ≠ d_v).
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab import observe
+from attnlab.functional.blocked import attention_with_weights
 from attnlab.functional.checks import check_attention_inputs, leading_shape
 from attnlab.functional.masks import causal as causal_mask
 from attnlab.functional.padded import padded_flash, prefix_lengths
@@ -97,6 +101,8 @@ def scaled_dot_product_attention(
     observe.emit_step("v", v)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     fusable = q.shape[-1] == v.shape[-1] and drop == 0.0
+    if need_weights and not needs_grad and drop == 0.0 and not observe.wants_attention():
+        return _blocked(q, k, v, mask, causal, scale)
     if need_weights and (needs_grad or not fusable):
         why = "need_weights with autograd" if needs_grad else _why_not_fusable(q, v, drop)
         observe.emit_step("kernel", None, f"reference: {why}")
@@ -130,6 +136,24 @@ def scaled_dot_product_attention(
         observe.emit_attention(
             observe.AttentionCall(q=q4, k=k4, mask=bias, causal=causal, scale=scale, lse=lse)
         )
+    observe.emit_step("context", out)
+    return AttentionResult(out, weights)
+
+
+def _blocked(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, scale: float
+) -> AttentionResult:
+    """Output and exact weights, block by block (:mod:`attnlab.functional.blocked`)."""
+    observe.emit_step("kernel", None, "blocked: need_weights=True, weights written block by block")
+    lead = leading_shape(q, k, v, mask)
+    q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
+    bias = None if mask is None else _as_bias(mask, q4.dtype)
+    if bias is not None and bias.dim() > 2:
+        bias = _as4d(bias, lead)
+    out, weights = attention_with_weights(q4, k4, v4, bias, causal=causal, scale=scale)
+    out = out.reshape(*lead, q.shape[-2], v.shape[-1])
+    weights = weights.reshape(*lead, q.shape[-2], k.shape[-2])
+    observe.emit_step("weights", weights)
     observe.emit_step("context", out)
     return AttentionResult(out, weights)
 

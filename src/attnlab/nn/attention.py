@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
-from attnlab.functional.linear import linear
+from attnlab.functional.linear import linear, transposed_layout
 from attnlab.nn.kv_cache import LayerKVCache
 
 __all__ = ["MultiHeadAttention"]
@@ -196,6 +196,8 @@ class MultiHeadAttention(nn.Module):
             with torch.no_grad():
                 weight = torch.cat([proj.weight for proj in projections])
                 bias = torch.cat([proj.bias for proj in projections]) if has_bias else None
+                if self.q_proj.weight.stride(0) == 1:  # keep a decode-friendly (in, out) order
+                    weight = transposed_layout(weight)
             self._stacked = (weight, bias)
             self._stacked_key = key
         return self._stacked

@@ -13,7 +13,7 @@ from attnlab import GPT
 from attnlab.functional.linear import (
     SPLIT_MAX_ROWS,
     linear,
-    store_weight_transposed_,
+    store_weights_transposed_,
     transposed_layout,
 )
 from attnlab.models.config import GPTConfig
@@ -33,7 +33,7 @@ def test_transposed_layout_keeps_values_and_results():
     x = torch.randn(3, 5, 16)
     before = layer(x)
     param = layer.weight
-    store_weight_transposed_(layer)
+    store_weights_transposed_(layer)
     assert layer.weight is param and layer.weight.shape == (24, 16)
     assert layer.weight.stride() == (1, 24)
     torch.testing.assert_close(linear(x, layer.weight, layer.bias), before)
@@ -99,3 +99,14 @@ def test_split_route_is_taken_for_few_rows_on_transposed_weights(monkeypatch):
     linear(torch.randn(SPLIT_MAX_ROWS + 1, 8), weight)  # a real GEMM: not split
     linear(torch.randn(1, 8), torch.randn(16, 8))  # (out, in) order: not split
     assert calls == [1]
+
+
+def test_encoder_decoder_stores_its_decoder_projections_in_order():
+    from attnlab import EncoderDecoder
+    from attnlab.models.config import EncoderDecoderConfig
+
+    config = EncoderDecoderConfig(src_vocab_size=20, tgt_vocab_size=20, max_len=16, d_model=32,
+                                  d_ff=64, n_heads=4, dropout=0.0)  # fmt: skip
+    model = EncoderDecoder(config)
+    decoder = [m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)]
+    assert decoder and all(m.weight.stride(0) == 1 for m in decoder)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["linear", "store_weight_transposed_", "transposed_layout"]
+__all__ = ["linear", "store_weights_transposed_", "transposed_layout"]
 
 SPLIT_MAX_ROWS = 32  # beyond this the product is a real GEMM and the BLAS threads it well
 _MAX_SPLITS = 4
@@ -65,9 +65,12 @@ def transposed_layout(weight: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def store_weight_transposed_(layer: nn.Linear) -> nn.Linear:
-    """Re-store ``layer.weight`` in (in, out) memory order (:func:`transposed_layout`); values,
-    shape, the Parameter object and anything holding it are unchanged. Copies into it
-    (``load_state_dict``, ``copy_``) keep the order; ``.to(dtype)`` keeps it too."""
-    layer.weight.data = transposed_layout(layer.weight.data)
-    return layer
+def store_weights_transposed_(module: nn.Module) -> nn.Module:
+    """Re-store the weight of every ``nn.Linear`` inside ``module`` in (in, out) memory order
+    (:func:`transposed_layout`). Values, shapes, the Parameter objects and anything holding them
+    are unchanged; copies into them (``load_state_dict``, ``copy_``) and ``.to(dtype)`` keep
+    the order."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            layer.weight.data = transposed_layout(layer.weight.data)
+    return module

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.functional.linear import store_weights_transposed_
 from attnlab.models.checks import check_ids
 from attnlab.models.config import EncoderDecoderConfig, ModelOutput
 from attnlab.models.params import ParameterCount, count_parameters
@@ -58,6 +59,7 @@ class EncoderDecoder(nn.Module):
                 nn.init.xavier_uniform_(p)
         if c.tie_output:
             self.output.weight = self.decoder.embedding.weight
+        store_weights_transposed_(self.decoder.layers)  # same values; faster decoding
 
     def encode(self, src_ids: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
         """src_ids (B, S) → memory (B, S, D). src_padding_mask (B, S): True = real token."""

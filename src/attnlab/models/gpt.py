@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.functional.linear import store_weight_transposed_
+from attnlab.functional.linear import store_weights_transposed_
 from attnlab.models.checks import check_ids
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.params import ParameterCount, count_parameters
@@ -49,9 +49,7 @@ class GPT(nn.Module):
         self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(_init_weights)
-        for module in self.layers.modules():  # (in, out) memory order: faster token-by-token
-            if isinstance(module, nn.Linear):  # decoding, same values (see transposed_layout)
-                store_weight_transposed_(module)
+        store_weights_transposed_(self.layers)  # same values; faster token-by-token decoding
         if c.tie_weights:
             self.lm_head.weight = self.token_embedding.weight
 

@@ -88,7 +88,8 @@ class LMTask:
         ids = self.train_ids if split == "train" else self.val_ids
         T = self.config.context
         g = _generator(self.config.seed, step, split)
-        starts = torch.randint(0, len(ids) - T - 1, (self.config.batch,), generator=g)
+        # a window is T + 1 tokens: start + T ≤ len − 1, so the last token is a target too
+        starts = torch.randint(0, len(ids) - T, (self.config.batch,), generator=g)
         rows = starts[:, None] + torch.arange(T + 1)  # (B, T + 1)
         window = ids[rows]
         return {"input_ids": window[:, :-1], "targets": window[:, 1:]}  # (B, T) each

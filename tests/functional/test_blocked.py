@@ -39,7 +39,8 @@ def case(draw):
     lk = lq if causal else draw(st.integers(1, 150))
     d_k, d_v = draw(st.sampled_from([1, 8])), draw(st.sampled_from([1, 8, 5]))
     bias_shape = draw(st.sampled_from([None, (lq, lk), (b, 1, lq, lk), (1, h, 1, lk)]))
-    plane = lq * lk * 4
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    plane = lq * lk * dtype.itemsize  # bytes of one head's weights
     block = draw(
         st.sampled_from(
             [
@@ -58,7 +59,6 @@ def case(draw):
             ]
         )
     )
-    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     return b, h, lq, lk, d_k, d_v, causal, bias_shape, block, dtype
 
 
@@ -112,3 +112,26 @@ def test_scaled_dot_product_attention_reports_the_blocked_kernel():
         _, w = scaled_dot_product_attention(q, k, v, causal=True, need_weights=True)
     assert trace.calls[0].kernel == "blocked: need_weights=True, weights written block by block"
     assert w.shape == (2, 10, 10) and bool((w.triu(1) == 0).all())
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 0, 8), (0, 3, 4, 8)])
+def test_empty_inputs_give_empty_results(shape):
+    q = torch.randn(shape)
+    k = v = torch.randn(shape[0], shape[1], 5, 8)
+    out, w = scaled_dot_product_attention(q, k, v, need_weights=True)
+    assert out.shape == (*shape[:3], 8) and w.shape == (*shape[:3], 5)
+
+
+def test_no_keys_gives_zero_output_and_empty_weights():
+    q, kv = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 0, 8)
+    out, w = attention_with_weights(q, kv, kv, None, causal=False, scale=0.5)
+    assert w.shape == (2, 3, 4, 0) and bool((out == 0).all())
+
+
+def test_a_float_mask_that_needs_gradients_goes_to_the_reference_kernel():
+    q, k, v = (torch.randn(1, 2, 4, 8) for _ in range(3))
+    bias = torch.zeros(4, 4, requires_grad=True)
+    out, w = scaled_dot_product_attention(q, k, v, bias, need_weights=True)
+    assert out.requires_grad and w.requires_grad
+    (out.sum() + w[..., 0].sum()).backward()
+    assert bias.grad is not None and bias.grad.abs().sum() > 0

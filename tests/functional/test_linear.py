@@ -110,3 +110,22 @@ def test_encoder_decoder_stores_its_decoder_projections_in_order():
     model = EncoderDecoder(config)
     decoder = [m for m in model.decoder.layers.modules() if isinstance(m, nn.Linear)]
     assert decoder and all(m.weight.stride(0) == 1 for m in decoder)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_split_route_with_more_threads_and_uneven_widths(threads):
+    torch.set_num_threads(threads)  # the fixture restores the count
+    weight = transposed_layout(torch.randn(10, 12, dtype=torch.float64))
+    x = torch.randn(3, 12, dtype=torch.float64)
+    torch.testing.assert_close(linear(x, weight), F.linear(x, weight))
+    x = torch.randn(3, 14, dtype=torch.float64)  # 14 % 4 != 0 etc.: the plain GEMM
+    weight = transposed_layout(torch.randn(10, 14, dtype=torch.float64))
+    torch.testing.assert_close(linear(x, weight), F.linear(x, weight))
+
+
+def test_half_precision_and_empty_inputs_keep_the_single_gemm():
+    weight = transposed_layout(torch.randn(16, 8)).bfloat16()
+    x = torch.randn(2, 8, dtype=torch.bfloat16)
+    assert torch.equal(linear(x, weight), F.linear(x, weight))
+    empty_in = torch.randn(3, 0)
+    assert linear(empty_in, transposed_layout(torch.randn(5, 0))).shape == (3, 5)

@@ -12,8 +12,8 @@
   the fused kernel gives the output and the LSE the observer keeps, then the exact weights
   exp(q·kᵀ·scale + bias − lse) are written into the result.
 * **reference** – the readable softmax(QKᵀ)V of :mod:`attnlab.functional.reference`, used when
-  weights must carry gradients, for dropout in training, or for inputs the fused kernel rejects
-  (d_k ≠ d_v).
+  weights must carry gradients (of q, k, v or a float mask), or for dropout in training.
+  Without weights, d_k ≠ d_v and dropout go to PyTorch's SDPA.
 
 Mask convention: **True = may attend** (SDPA's). Fully masked query rows give output 0 and
 weights 0, never NaN, on every kernel.
@@ -99,7 +99,8 @@ def scaled_dot_product_attention(
         observe.emit_step("q", q)  # inside a module the module reports its own q
     observe.emit_step("k", k)
     observe.emit_step("v", v)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    grads = (q, k, v) if mask is None else (q, k, v, mask)  # a learned float bias counts too
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in grads)
     fusable = q.shape[-1] == v.shape[-1] and drop == 0.0
     if need_weights and not needs_grad and drop == 0.0 and not observe.wants_attention():
         return _blocked(q, k, v, mask, causal, scale)
@@ -147,7 +148,8 @@ def _blocked(
     observe.emit_step("kernel", None, "blocked: need_weights=True, weights written block by block")
     lead = leading_shape(q, k, v, mask)
     q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
-    bias = None if mask is None else _as_bias(mask, q4.dtype)
+    wide = torch.float32 if q4.dtype in (torch.float16, torch.bfloat16) else q4.dtype
+    bias = None if mask is None else _as_bias(mask, wide)  # not rounded to half precision
     if bias is not None and bias.dim() > 2:
         bias = _as4d(bias, lead)
     out, weights = attention_with_weights(q4, k4, v4, bias, causal=causal, scale=scale)

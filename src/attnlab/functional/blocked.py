@@ -14,7 +14,9 @@ Every element of the weights is written once to memory and read from cache: the 
 second pass over keys is replaced by the value GEMM. A causal block computes only the keys up
 to its last row (rows × r1, not rows × Lk), into a small scratch buffer that is reused across
 blocks, and the result is allocated zeroed so the keys after the diagonal need no further
-writing. Fully masked query rows get weights 0 and output 0, as on every attnlab kernel.
+writing. Besides the result, memory is O(N·d) plus one block; a mask, if given, costs its own
+size again (its float form and the check for rows without keys). Fully masked query rows get
+weights 0 and output 0, as on every attnlab kernel.
 
 Shapes: q (B, H, Lq, d_k), k (B, H, Lk, d_k), v (B, H, Lk, d_v), bias broadcastable to
 (B, H, Lq, Lk). ``causal`` is start-aligned (Lq == Lk); end-aligned masks arrive as ``bias``.
@@ -64,9 +66,13 @@ def attention_with_weights(
     dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
     B, H = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     lq, lk, d_v = q.shape[-2], k.shape[-2], v.shape[-1]
+    if B * H * lq * lk == 0:  # nothing to attend (or nobody asking): zeros of the right shapes
+        out = torch.zeros(B, H, lq, d_v, dtype=q.dtype, device=q.device)
+        return out, torch.zeros(B, H, lq, lk, dtype=dtype, device=q.device)
+    d_k = q.shape[-1]
     with torch.no_grad():
-        q3 = (q.to(dtype) * scale).expand(B, H, lq, q.shape[-1]).reshape(B * H, lq, -1)
-        k3 = k.to(dtype).expand(B, H, lk, k.shape[-1]).reshape(B * H, lk, -1)
+        q3 = (q.to(dtype) * scale).expand(B, H, lq, d_k).reshape(B * H, lq, d_k)
+        k3 = k.to(dtype).expand(B, H, lk, d_k).reshape(B * H, lk, d_k)
         v3 = v.to(dtype).expand(B, H, lk, d_v).reshape(B * H, lk, d_v)
         planes = _bias_planes(bias, B, H, lq, lk)
         out = torch.empty(B * H, lq, d_v, dtype=dtype, device=q.device)

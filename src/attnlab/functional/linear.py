@@ -8,9 +8,11 @@ first gives one fused GEMM. Autograd is unchanged.
 
 Few rows (decoding: one new token per sequence) make the product a GEMV that only streams the
 weights, and the BLAS runs it on one thread at ~11 GB/s where two threads read ~30 GB/s. With the
-weight stored (in, out) (:func:`transposed_layout`), its first and second half of input rows
-are two contiguous blocks: one ``bmm`` over the halves runs them on both threads and a sum adds
-the two partial products. Measured on the GEMVs of a 6-layer d=384 GPT (42 MB of weights,
+weight stored (in, out) (:func:`transposed_layout`), consecutive slices of its input rows are
+contiguous blocks: one ``bmm`` over as many slices as threads (at most 4) runs them in parallel
+and a sum adds the partial products. The summation order therefore differs from one GEMM's
+(float32 rounding, ~1e-7 relative); half precision keeps the single GEMM, whose partial sums
+stay in float32. Measured on the GEMVs of a 6-layer d=384 GPT (42 MB of weights,
 2 threads): 3.48 ms as one ``addmm``, 1.92 ms split (1.25–1.45× for 2–32 rows).
 """
 
@@ -28,9 +30,13 @@ _MAX_SPLITS = 4
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """(..., in) → (..., out)."""
-    rows, d_in = x.numel() // max(x.shape[-1], 1), x.shape[-1]
+    d_in = x.shape[-1]
+    rows = x.numel() // d_in if d_in else 0
     splits = min(torch.get_num_threads(), _MAX_SPLITS)
-    if rows <= SPLIT_MAX_ROWS and splits > 1 and d_in % splits == 0 and weight.t().is_contiguous():
+    if (
+        0 < rows <= SPLIT_MAX_ROWS and splits > 1 and d_in % splits == 0
+        and x.dtype in (torch.float32, torch.float64) and weight.t().is_contiguous()
+    ):  # fmt: skip
         return _split_input_linear(x, weight, bias, splits)
     if bias is None or x.dim() == 2:
         return F.linear(x, weight, bias)
@@ -69,7 +75,10 @@ def store_weights_transposed_(module: nn.Module) -> nn.Module:
     """Re-store the weight of every ``nn.Linear`` inside ``module`` in (in, out) memory order
     (:func:`transposed_layout`). Values, shapes, the Parameter objects and anything holding them
     are unchanged; copies into them (``load_state_dict``, ``copy_``) and ``.to(dtype)`` keep
-    the order."""
+    the order (``load_state_dict(assign=True)`` does not: it takes the loaded tensors). A weight
+    tied to an embedding is re-stored too, so apply it to the layers, not the whole model.
+    Optimizer state restored from a checkpoint must take the parameters' order again:
+    :func:`attnlab.train.checkpoint.restore_optimizer`."""
     for layer in module.modules():
         if isinstance(layer, nn.Linear):
             layer.weight.data = transposed_layout(layer.weight.data)

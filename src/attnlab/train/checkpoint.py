@@ -20,7 +20,7 @@ from torch import nn
 from attnlab.atomic import atomic_write
 from attnlab.train.config import TrainConfig
 
-__all__ = ["TrainingState", "load_training", "save_training"]
+__all__ = ["TrainingState", "load_training", "restore_optimizer", "save_training"]
 
 FORMAT = "attnlab.training/1"
 # Config fields that change the model's shape or the data: a checkpoint only resumes under them.
@@ -109,3 +109,16 @@ def restore_model(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             f"checkpoint does not fit the model: missing {missing[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load optimizer state saved by :func:`save_training`, each per-parameter tensor laid out
+    in memory as its parameter is. Saved state is contiguous; a parameter stored (in, out)
+    (:func:`attnlab.functional.linear.transposed_layout`) is not, and PyTorch's fused AdamW
+    reads state and parameter as if their strides matched."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, t in optimizer.state.get(p, {}).items():
+                if torch.is_tensor(t) and t.shape == p.shape and t.stride() != p.stride():
+                    optimizer.state[p][key] = torch.empty_like(p, dtype=t.dtype).copy_(t)

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from attnlab.atomic import write_text
-from attnlab.train.checkpoint import load_training, restore_model, save_training
+from attnlab.train.checkpoint import load_training, restore_model, restore_optimizer, save_training
 from attnlab.train.config import TrainConfig
 from attnlab.train.distributed import World
 from attnlab.train.schedule import learning_rate
@@ -87,7 +87,7 @@ def train(config: TrainConfig, *, resume: bool = False, world: World | None = No
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
     if state is not None:
-        optimizer.load_state_dict(state.optimizer_state)
+        restore_optimizer(optimizer, state.optimizer_state)  # in the parameters' layout
     start = state.step if state else 0
     ddp = world.wrap(model)
     if world.is_main:

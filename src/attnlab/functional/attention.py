@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab import observe
-from attnlab.functional.blocked import attention_with_weights
+from attnlab.functional.blocked import attention_with_weights, weights_dtype
 from attnlab.functional.checks import check_attention_inputs, leading_shape
 from attnlab.functional.masks import causal as causal_mask
 from attnlab.functional.padded import padded_flash, prefix_lengths
@@ -148,8 +148,7 @@ def _blocked(
     observe.emit_step("kernel", None, "blocked: need_weights=True, weights written block by block")
     lead = leading_shape(q, k, v, mask)
     q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
-    wide = torch.float32 if q4.dtype in (torch.float16, torch.bfloat16) else q4.dtype
-    bias = None if mask is None else _as_bias(mask, wide)  # not rounded to half precision
+    bias = None if mask is None else _as_bias(mask, weights_dtype(q4.dtype))  # not half
     if bias is not None and bias.dim() > 2:
         bias = _as4d(bias, lead)
     out, weights = attention_with_weights(q4, k4, v4, bias, causal=causal, scale=scale)
@@ -203,7 +202,7 @@ def attention_weights_from_lse(
     ``is_causal``, Lq == Lk); end-aligned masks arrive as ``bias``.
     """
     start, stop, _ = rows.indices(q.shape[-2])
-    dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    dtype = weights_dtype(q.dtype)
     batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], lse.shape[:-1])
     q = q[..., start:stop, :].to(dtype).expand(*batch, stop - start, q.shape[-1])
     k = k.to(dtype).expand(*batch, *k.shape[-2:])

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_BLOCKING", "Blocking", "attention_with_weights"]
+from attnlab.functional.masks import causal as causal_mask
+
+__all__ = ["DEFAULT_BLOCKING", "Blocking", "attention_with_weights", "weights_dtype"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Blocking:
 
 
 DEFAULT_BLOCKING = Blocking()
+
+
+def weights_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype weights are computed (and returned) in: float32 for half precision inputs."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def attention_with_weights(
@@ -63,7 +70,7 @@ def attention_with_weights(
     the weights stay float32 (as exact as the arithmetic allows). No autograd: callers that need
     gradients use the reference kernel.
     """
-    dtype = torch.float32 if q.dtype in (torch.float16, torch.bfloat16) else q.dtype
+    dtype = weights_dtype(q.dtype)
     B, H = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     lq, lk, d_v = q.shape[-2], k.shape[-2], v.shape[-1]
     if B * H * lq * lk == 0:  # nothing to attend (or nobody asking): zeros of the right shapes
@@ -79,16 +86,17 @@ def attention_with_weights(
         itemsize = dtype.itemsize
         plane_bytes = lq * lk * itemsize
         b = blocking
-        if plane_bytes <= (b.causal_whole_bytes if causal else b.block_bytes):
-            weights = torch.empty(B * H, lq, lk, dtype=dtype, device=q.device)
+        whole = plane_bytes <= (b.causal_whole_bytes if causal else b.block_bytes)
+        # causal row blocks never write the keys after a block's last row: those stay zero
+        alloc = torch.zeros if causal and not whole else torch.empty
+        weights = alloc(B * H, lq, lk, dtype=dtype, device=q.device)
+        if whole:
             heads = max(1, b.block_bytes // plane_bytes)
             _whole_heads(q3, k3, v3, planes, weights, out, heads, causal)
         elif not causal:
-            weights = torch.empty(B * H, lq, lk, dtype=dtype, device=q.device)
             rows = min(lq, max(b.min_rows, b.block_bytes // (lk * itemsize)))
             _row_blocks(q3, k3, v3, planes, weights, out, rows)
-        else:  # zeroed: the keys after each block's last row are never written
-            weights = torch.zeros(B * H, lq, lk, dtype=dtype, device=q.device)
+        else:
             rows = min(lq, b.causal_rows)
             heads = max(1, b.causal_scratch_bytes // (rows * lk * itemsize))
             _causal_row_blocks(q3, k3, v3, planes, weights, out, rows, heads)
@@ -191,7 +199,7 @@ def _zero_rows_without_keys(
     triangle together): weights and output 0 instead of NaN."""
     visible = bias > float("-inf")  # broadcastable to (B, H, Lq, Lk)
     if causal:
-        visible = visible & torch.ones(lq, lk, dtype=torch.bool, device=bias.device).tril_()
+        visible = visible & causal_mask(lq, lk, device=bias.device)  # Lq == Lk: start-aligned
     empty = ~visible.any(dim=-1)  # broadcastable to (B, H, Lq)
     if not bool(empty.any()):
         return

@@ -17,7 +17,7 @@ def test_trace_prints_the_notes_worked_example():
         "x (2, 10, 128) → q (2, 10, 128) → heads (2, 4, 10, 32) [128 → 4×32] → "
         "concat (2, 10, 128) [4×32 → 128] → out (2, 10, 128)"
     ) in text
-    assert "kernel: fused" in text
+    assert "kernel: flash-cpu" in text
 
 
 def test_trace_returns_steps_as_data():

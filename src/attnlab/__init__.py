@@ -5,11 +5,16 @@ Public API (each name documented where it is defined):
 * :func:`scaled_dot_product_attention` — softmax(QKᵀ/√d_k)·V with masks, exact weights on demand
 * :mod:`attnlab.masks` — causal, sliding-window and padding masks (True = may attend)
 * :class:`MultiHeadAttention` — batch-first multi-head / grouped-query attention
+* :func:`backend` — select the attention backend (``"auto"``, ``"flash-cpu"``, ``"blocked"``,
+  ``"reference"``, ``"portable"``) for a block of code
+* :class:`AttentionBias` — the one description of masks, causal rule, padding, ALiBi, softcap
 """
 
 from attnlab import masks
 from attnlab.experiments.causality import check_causal
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
+from attnlab.functional.backends import BACKENDS, backend
+from attnlab.functional.bias import AttentionBias
 from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.report import inspect
@@ -24,7 +29,9 @@ from attnlab.trace import trace_shapes
 __version__ = "0.1.0"
 
 __all__ = [
+    "BACKENDS",
     "GPT",
+    "AttentionBias",
     "AttentionMap",
     "AttentionResult",
     "Encoder",
@@ -37,6 +44,7 @@ __all__ = [
     "ModelOutput",
     "MultiHeadAttention",
     "__version__",
+    "backend",
     "capture",
     "check_causal",
     "inspect",

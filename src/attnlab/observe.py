@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from attnlab.functional.bias import AttentionBias
+
 __all__ = [
     "AttentionCall",
     "Observer",
@@ -54,19 +56,17 @@ class Step:
 class AttentionCall:
     """Everything needed to recompute one attention call's weights exactly.
 
-    weights[b, h, i, j] = exp(q[b,h,i]·k[b,h,j]·scale + bias[b,h,i,j] - lse[b,h,i]), where bias is
-    0 / -inf from a boolean ``mask`` (True = may attend) or the float ``mask`` itself, plus the
-    start-aligned causal mask (the flash kernel's ``is_causal``, Lq == Lk) when ``causal`` is set;
-    end-aligned causal masks arrive folded into ``mask``. A row with no visible key has every
-    bias −inf, so its weights are 0 whatever its (finite) lse.
+    weights[b, h, i, j] = exp(cap(q[b,h,i]·k[b,h,j]·scale) + bias[b,h,i,j] − lse[b,h,i]), with
+    ``bias`` the call's :class:`~attnlab.functional.bias.AttentionBias` (mask, causal rule,
+    window, padding, ALiBi, softcap). A row with no visible key has lse +inf or every bias −inf,
+    so its weights are 0.
     """
 
     q: Tensor  # (B, H, Lq, d)  unscaled queries
     k: Tensor  # (B, H, Lk, d)  keys, already expanded to H heads for grouped-query attention
-    mask: Tensor | None  # broadcastable to (B, H, Lq, Lk); bool True = attend, or float additive
-    causal: bool
+    bias: AttentionBias  # for (B, H, Lq, Lk)
     scale: float
-    lse: Tensor  # (B, H, Lq)  log-sum-exp of each query row's scaled, masked scores
+    lse: Tensor  # (B, H, Lq)  log-sum-exp of each query row's scaled, biased scores
 
 
 class Observer:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from attnlab import scaled_dot_product_attention, trace_shapes
 from attnlab.functional.attention import attention_weights_from_lse
+from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import DEFAULT_BLOCKING, Blocking, attention_with_weights
 
 from .test_attention import plain_attention
@@ -87,7 +88,9 @@ def test_equals_weights_recomputed_from_the_flash_log_sum_exp(causal):
         q, k, v, 0.0, causal, scale=0.25
     )
     torch.testing.assert_close(out, flash_out, atol=2e-5, rtol=2e-5)
-    from_lse = attention_weights_from_lse(q, k, lse, causal=causal, scale=0.25)
+    from_lse = attention_weights_from_lse(
+        q, k, lse, AttentionBias(200, 200, causal=causal), scale=0.25
+    )
     torch.testing.assert_close(w, from_lse, atol=2e-6, rtol=2e-5)
 
 

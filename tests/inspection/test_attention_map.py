@@ -26,7 +26,7 @@ def make_map(q, k, v, mask=None, causal=False):
     with observe.observing(keep):
         scaled_dot_product_attention(q, k, v, mask, causal=causal)
     c = keep.calls[-1]
-    return AttentionMap(q=c.q, k=c.k, lse=c.lse, scale=c.scale, causal=c.causal, bias=c.mask)
+    return AttentionMap(q=c.q, k=c.k, lse=c.lse, scale=c.scale, bias=c.bias)
 
 
 def dense_softmax(q, k, mask, causal):

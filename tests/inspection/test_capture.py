@@ -106,8 +106,7 @@ def test_capture_memory_is_a_small_fraction_of_full_maps():
 
 
 def test_empty_capture_warns_instead_of_returning_nothing_silently():
-    gpt = GPT(GPTConfig(vocab_size=10, max_len=8, n_layers=1, n_heads=2, d_model=8, dropout=0.1))
-    gpt.train()  # attention dropout in training: not a capturable kernel
+    gpt = GPT(GPTConfig(vocab_size=10, max_len=8, n_layers=1, n_heads=2, d_model=8))
     expected = pytest.warns(UserWarning, match="capture recorded no attention call from GPT")
     with expected, capture(gpt):
-        gpt(torch.randint(0, 10, (1, 4)))
+        pass  # the model is never run inside the block

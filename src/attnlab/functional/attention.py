@@ -1,45 +1,49 @@
-"""Scaled dot-product attention: one entry point, three kernels.
+"""Scaled dot-product attention: one entry point, selectable backends.
 
-``scaled_dot_product_attention`` picks a kernel and reports the choice (and why) to shape tracing:
+``scaled_dot_product_attention`` turns its mask arguments into one
+:class:`~attnlab.functional.bias.AttentionBias`, picks a route on the selected backend (see
+:func:`attnlab.backend`) and reports the choice, and why, to shape tracing:
 
-* **fused** – PyTorch's CPU flash kernel (the one ``F.scaled_dot_product_attention`` runs), called
-  directly because it also returns the per-row log-sum-exp (LSE). Used whenever weights are not
-  asked for. O(N·d) memory.
+* **flash-cpu** – PyTorch's CPU flash kernel (the one ``F.scaled_dot_product_attention`` runs on
+  the CPU), called directly because it also returns the per-row log-sum-exp (LSE). O(N·d) memory.
+  With weights asked for while ``attnlab.capture`` records (**flash-cpu+lse**), the exact weights
+  exp(q·kᵀ·scale + bias − lse) are written from that LSE.
 * **blocked** – weights asked for, no gradient needed: :mod:`attnlab.functional.blocked` computes
   scores, softmax and the value product one cache-sized block of query rows at a time, straight
-  into the one (..., Lq, Lk) result tensor: no second N×N temporary, each weight written once.
-* **flash+lse** – weights asked for while an observer (``attnlab.inspect``) records the call:
-  the fused kernel gives the output and the LSE the observer keeps, then the exact weights
-  exp(q·kᵀ·scale + bias − lse) are written into the result.
-* **reference** – the readable softmax(QKᵀ)V of :mod:`attnlab.functional.reference`, used when
-  weights must carry gradients (of q, k, v or a float mask), or for dropout in training.
-  Without weights, d_k ≠ d_v and dropout go to PyTorch's SDPA.
+  into the one (..., Lq, Lk) result tensor.
+* **reference** – the readable softmax(QKᵀ·scale + bias)·V of
+  :mod:`attnlab.functional.reference`, used when the weights must carry gradients, or with
+  dropout in training when weights are asked for.
+* **portable** – public operations only (:mod:`attnlab.functional.portable`): PyTorch's SDPA for
+  the output, a blocked log-sum-exp where exact weights are wanted. Any device.
+
+``"auto"`` (the default) takes flash-cpu on the CPU without weights, blocked with weights,
+reference when weights need gradients, and portable everywhere else (other devices, d_k ≠ d_v,
+dropout, softcap). Every route reports its call to an active capture: nothing is missed.
 
 Mask convention: **True = may attend** (SDPA's). Fully masked query rows give output 0 and
-weights 0, never NaN, on every kernel.
+weights 0, never NaN, on every route.
 
 Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab import observe
+from attnlab.functional import portable
+from attnlab.functional.backends import current_backend, flash_cpu_kernel
+from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import attention_with_weights, weights_dtype
-from attnlab.functional.checks import check_attention_inputs, leading_shape
-from attnlab.functional.masks import causal as causal_mask
+from attnlab.functional.checks import check_attention_inputs, check_bias_arguments, leading_shape
 from attnlab.functional.padded import padded_flash, prefix_lengths
 from attnlab.functional.reference import reference_attention
 
 __all__ = ["AttentionResult", "attention_weights_from_lse", "scaled_dot_product_attention"]
-
-_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 class AttentionResult(NamedTuple):
@@ -51,25 +55,37 @@ def scaled_dot_product_attention(
     q: Tensor,  # (..., Lq, d_k)
     k: Tensor,  # (..., Lk, d_k)
     v: Tensor,  # (..., Lk, d_v)
-    mask: Tensor | None = None,  # broadcastable to (..., Lq, Lk)
+    mask: Tensor | AttentionBias | None = None,  # broadcastable to (..., Lq, Lk)
     *,
     causal: bool = False,
+    causal_alignment: str = "end",
+    window: int | None = None,
+    attention_mask: Tensor | None = None,  # (B, Lk); True/1 = real token
+    alibi_slopes: Tensor | None = None,  # (H,)
+    softcap: float | None = None,
     scale: float | None = None,
     dropout: float = 0.0,
     need_weights: bool = False,
     training: bool = False,
 ) -> AttentionResult:
-    """Attention(Q, K, V) = softmax(Q·Kᵀ·scale + mask)·V  (Vaswani et al., 2017, eq. 1).
+    """Attention(Q, K, V) = softmax(Q·Kᵀ·scale + bias)·V  (Vaswani et al., 2017, eq. 1).
 
     Args:
         q, k, v: queries ``(..., Lq, d_k)``, keys ``(..., Lk, d_k)``, values ``(..., Lk, d_v)``;
             leading dimensions broadcast.
         mask: boolean (**True = may attend**, PyTorch SDPA's convention; the opposite of
-            ``nn.MultiheadAttention``, see :func:`attnlab.functional.masks.from_masked_out`) or a
-            float mask added to the scores; broadcastable to ``(..., Lq, Lk)``.
-        causal: query i may attend key j only when j <= i + (Lk − Lq). The mask is **aligned to
-            the end**: with a KV cache (Lq < Lk) the new queries see every cached key.
-            PyTorch's ``is_causal`` aligns to the start instead; attnlab never does.
+            ``nn.MultiheadAttention``, see :func:`attnlab.masks.from_masked_out`) or a float mask
+            added to the scores; broadcastable to ``(..., Lq, Lk)``. An
+            :class:`~attnlab.functional.bias.AttentionBias` is taken as it is (then the other
+            bias arguments must keep their defaults).
+        causal: query i may attend key j only when j <= i + offset.
+        causal_alignment: ``"end"`` (default, offset Lk − Lq: with a KV cache the new queries
+            see every cached key) or ``"start"`` (offset 0, PyTorch's ``is_causal``).
+        window: with ``causal``, each query sees only the ``window`` most recent keys.
+        attention_mask: key padding ``(B, Lk)``, **True/1 = real token** (Hugging Face's
+            convention); B is q's first dimension.
+        alibi_slopes: ALiBi slopes ``(H,)`` for the last leading dimension (heads).
+        softcap: scores → softcap·tanh(scores / softcap) before the bias (Gemma 2).
         scale: multiplies the scores; default 1/√d_k (unscaled dot products grow with d_k and
             saturate the softmax).
         dropout: dropout probability on the weights, applied only when ``training``.
@@ -78,128 +94,212 @@ def scaled_dot_product_attention(
 
     Returns:
         ``AttentionResult(output, weights)``; ``weights`` is None unless ``need_weights``.
-        A query row with no visible key gets output 0 and weights 0 (PyTorch's fused kernel
-        returns 0, its math path NaN; attnlab returns 0 everywhere).
+        A query row with no visible key gets output 0 and weights 0.
     """
-    check_attention_inputs(q, k, v, mask, scale, dropout)
+    given = isinstance(mask, AttentionBias)
+    check_attention_inputs(q, k, v, None if given else mask, scale, dropout)
+    plain = not (causal_alignment != "end" or window is not None or attention_mask is not None
+                 or alibi_slopes is not None or softcap is not None)  # fmt: skip
+    if given or not plain:
+        check_bias_arguments(q, k, mask, causal, causal_alignment, window, attention_mask,
+                             alibi_slopes, softcap, plain)  # fmt: skip
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     drop = dropout if training else 0.0
-    lq, lk = q.shape[-2], k.shape[-2]
-    if causal and lq == 1:  # one new query at the end sees every key: no mask at all
-        causal = False
-    elif causal and lq != lk:  # end-aligned causal mask; PyTorch's is_causal is start-aligned
-        end_aligned = causal_mask(lq, lk, device=q.device)
-        mask = end_aligned if mask is None else _combine(mask, end_aligned)
-        causal = False
-    elif mask is not None and not causal and _is_causal_bool_mask(mask, lq, lk):
-        mask, causal = None, True  # the fast route: is_causal instead of an N×N mask
-        observe.emit_step("mask", None, "boolean mask recognised as causal → is_causal")
-
+    if given:
+        bias = mask
+    else:
+        bias = AttentionBias.build(
+            q.shape[-2], k.shape[-2], mask, causal=causal, causal_alignment=causal_alignment,
+            window=window, attention_mask=attention_mask, alibi_slopes=alibi_slopes,
+            softcap=softcap, n_lead=q.dim() - 2,
+        )  # fmt: skip
+        if mask is not None and bias.mask is None and bias.causal and not causal:
+            observe.emit_step("mask", None, "boolean mask recognised as causal → is_causal")
     if observe.active_observers() and observe.current_module() is None:
         observe.emit_step("q", q)  # inside a module the module reports its own q
     observe.emit_step("k", k)
     observe.emit_step("v", v)
-    grads = (q, k, v) if mask is None else (q, k, v, mask)  # a learned float bias counts too
+    grads = (q, k, v) if bias.mask is None else (q, k, v, bias.mask)  # a learned bias counts
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in grads)
-    fusable = q.shape[-1] == v.shape[-1] and drop == 0.0
-    if need_weights and not needs_grad and drop == 0.0 and not observe.wants_attention():
-        return _blocked(q, k, v, mask, causal, scale)
-    if need_weights and (needs_grad or not fusable):
-        why = "need_weights with autograd" if needs_grad else _why_not_fusable(q, v, drop)
-        observe.emit_step("kernel", None, f"reference: {why}")
-        out, weights = reference_attention(
-            q, k, v, mask, causal=causal, scale=scale, dropout=drop, training=training
-        )
+    route, why = _choose(q, v, bias, drop, need_weights, needs_grad)
+    observe.emit_step("kernel", None, f"{route}: {why}")
+    run = _ROUTES[route]
+    out, weights = run(q, k, v, bias, scale, drop, need_weights)
+    if weights is not None:
         observe.emit_step("weights", weights)
-        observe.emit_step("context", out)
-        return AttentionResult(out, weights)
-    if not fusable:
-        observe.emit_step("kernel", None, f"PyTorch SDPA: {_why_not_fusable(q, v, drop)}")
-        if causal and mask is not None:  # PyTorch refuses a mask together with is_causal
-            mask, causal = _combine(mask, causal_mask(lq, lk, device=q.device)), False
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale
-        )
-        out = _zero_empty_rows(out, mask)
-        observe.emit_step("context", out)
-        return AttentionResult(out, None)
-
-    out, lse, q4, k4, bias = _fused(q, k, v, mask, causal, scale)
-    weights = None
-    if need_weights:
-        observe.emit_step("kernel", None, "flash+lse: need_weights=True, weights from log-sum-exp")
-        weights = attention_weights_from_lse(q4, k4, lse, bias, causal=causal, scale=scale)
-        weights = weights.reshape(*out.shape[:-1], lk)
-        observe.emit_step("weights", weights)
-    else:
-        observe.emit_step("kernel", None, "fused: PyTorch CPU flash kernel, need_weights=False")
-    if observe.wants_attention():
-        observe.emit_attention(
-            observe.AttentionCall(q=q4, k=k4, mask=bias, causal=causal, scale=scale, lse=lse)
-        )
     observe.emit_step("context", out)
     return AttentionResult(out, weights)
 
 
-def _blocked(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, scale: float
-) -> AttentionResult:
-    """Output and exact weights, block by block (:mod:`attnlab.functional.blocked`)."""
-    observe.emit_step("kernel", None, "blocked: need_weights=True, weights written block by block")
-    lead = leading_shape(q, k, v, mask)
+def _choose(
+    q: Tensor, v: Tensor, bias: AttentionBias, drop: float, need_weights: bool, needs_grad: bool
+) -> tuple[str, str]:
+    """(route, why) for these inputs on the selected backend."""
+    selected = current_backend()
+    if selected == "reference":
+        return "reference", "backend 'reference' selected"
+    if need_weights and needs_grad:
+        return "reference", "need_weights with autograd"
+    if need_weights and drop > 0:
+        return "reference", f"need_weights with dropout={drop} in training"
+    if needs_grad and bias.softcap is not None:
+        return "reference", "softcap with autograd (PyTorch's SDPA has no softcap)"
+    on_cpu = q.device.type == "cpu"
+    fusable = q.shape[-1] == v.shape[-1] and drop == 0.0 and bias.softcap is None
+    mask_grad = needs_grad and bias.mask is not None and bias.mask.requires_grad
+    if selected == "auto":
+        if not on_cpu:
+            return "portable", f"auto on {q.device.type}"
+        if need_weights and not observe.wants_attention():
+            return "blocked", "need_weights=True, weights written block by block"
+        if not fusable or mask_grad or flash_cpu_kernel() is None:
+            return "portable", _why_not_flash(q, v, drop, bias, mask_grad)
+        return "flash-cpu", "need_weights=True, weights from log-sum-exp" if need_weights else (
+            "PyTorch CPU flash kernel, need_weights=False"
+        )  # fmt: skip
+    if selected == "blocked":
+        if needs_grad:
+            return "portable", "the blocked kernel has no autograd"
+        return "blocked", "backend 'blocked' selected"
+    if selected == "flash-cpu":
+        if not on_cpu or not fusable or mask_grad or flash_cpu_kernel() is None:
+            return "portable", "flash-cpu cannot run this: " + _why_not_flash(
+                q, v, drop, bias, mask_grad
+            )
+        return "flash-cpu", "backend 'flash-cpu' selected"
+    return "portable", "backend 'portable' selected"
+
+
+def _why_not_flash(q: Tensor, v: Tensor, drop: float, bias: AttentionBias, mask_grad: bool) -> str:
+    if q.device.type != "cpu":
+        return f"inputs on {q.device.type}"
+    if drop > 0:
+        return f"dropout={drop} in training"
+    if bias.softcap is not None:
+        return f"softcap={bias.softcap}"
+    if mask_grad:
+        return "the float mask needs gradients"
+    if q.shape[-1] != v.shape[-1]:
+        return f"d_k={q.shape[-1]} differs from d_v={v.shape[-1]}"
+    return "PyTorch's CPU flash kernel is missing"
+
+
+# --- routes: each returns (output, weights or None) and reports to an active capture ---------
+def _run_reference(
+    q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float, drop: float,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    out, weights = reference_attention(q, k, v, bias, scale=scale, dropout=drop, training=drop > 0)
+    _report(q, k, v, bias, scale)
+    return out, weights if need_weights else None
+
+
+def _run_blocked(
+    q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float, drop: float,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    lead = leading_shape(q, k, v, bias.mask)
     q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
-    bias = None if mask is None else _as_bias(mask, weights_dtype(q4.dtype))  # not half
-    if bias is not None and bias.dim() > 2:
-        bias = _as4d(bias, lead)
-    out, weights = attention_with_weights(q4, k4, v4, bias, causal=causal, scale=scale)
+    # the blocked kernel's causal blocks are the square lower triangle (Lq == Lk)
+    is_causal, rest = bias.split_start_causal() if bias.lq == bias.lk else (False, bias)
+    added = _dense4(rest, weights_dtype(q.dtype), q.device, lead)  # not half precision
+    out, weights = attention_with_weights(
+        q4, k4, v4, added, causal=is_causal, scale=scale, softcap=bias.softcap
+    )
+    _report(q, k, v, bias, scale)
     out = out.reshape(*lead, q.shape[-2], v.shape[-1])
-    weights = weights.reshape(*lead, q.shape[-2], k.shape[-2])
-    observe.emit_step("weights", weights)
-    observe.emit_step("context", out)
-    return AttentionResult(out, weights)
+    return out, weights.reshape(*lead, q.shape[-2], k.shape[-2]) if need_weights else None
 
 
-def _fused(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, scale: float
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Run the flash kernel on 4-D views. Returns output in the input's leading shape, and the
-    4-D q, k, float bias and lse (B', H', Lq) it used."""
-    lead = leading_shape(q, k, v, mask)
+def _run_flash(
+    q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float, drop: float,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    flash = flash_cpu_kernel()
+    lead = leading_shape(q, k, v, bias.mask)
     lq, lk = q.shape[-2], k.shape[-2]
     q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
-    bias = None
-    if mask is not None:
-        bias = _as_bias(mask, q.dtype)
-        bias = _as4d(bias, lead) if bias.dim() > 2 or len(lead) != 2 else bias
+    is_causal, rest = bias.split_start_causal()
     lengths = None
-    if mask is not None and q.dim() == 4 and not q4.requires_grad:
-        lengths = prefix_lengths(mask, q4.shape[0], lk)
+    only_padding = rest.mask is None and rest.alibi_slopes is None and not rest.causal
+    if only_padding and rest.attention_mask is not None and q.dim() == 4 and not q4.requires_grad:
+        lengths = prefix_lengths(rest.attention_mask, q4.shape[0], lk)
     if lengths is not None:  # padded batch: attend to each sample's real keys only
         observe.emit_step("mask", None, "key-padding prefix mask → per-sample fused kernel")
-        out, lse = padded_flash(q4, k4, v4, lengths, causal, scale)  # (B,H,Lq,d_v), (B,H,Lq)
+        out, lse = padded_flash(q4, k4, v4, lengths, is_causal, scale)  # (B,H,Lq,d_v), (B,H,Lq)
     else:
-        out, lse = _flash(q4, k4, v4, 0.0, causal, attn_mask=bias, scale=scale)  # (B',H',Lq,d_v)
-    out = out.reshape(*lead, lq, v.shape[-1])
-    return out, lse, q4, k4, bias
+        added = _dense4(rest, q.dtype, q.device, lead, keep_2d=len(lead) == 2)
+        out, lse = flash(q4, k4, v4, 0.0, is_causal, attn_mask=added, scale=scale)[:2]
+    weights = None
+    if need_weights:
+        weights = attention_weights_from_lse(q4, k4, lse, _bias4(bias, lead, q.device), scale=scale)
+        weights = weights.reshape(*lead, lq, lk)
+    if observe.wants_attention():
+        _emit(q4, k4, _bias4(bias, lead, q.device), scale, lse)
+    return out.reshape(*lead, lq, v.shape[-1]), weights
+
+
+def _run_portable(
+    q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float, drop: float,
+    need_weights: bool,
+) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+    if not need_weights and bias.softcap is None:
+        out = portable.sdpa(q, k, v, bias, scale=scale, dropout=drop)
+        _report(q, k, v, bias, scale)
+        return out, None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise AssertionError("routes with autograd never reach the blocked portable kernel")
+    lead = leading_shape(q, k, v, bias.mask)
+    q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
+    b4 = _bias4(bias, lead, q.device)
+    out, lse, weights = portable.attention_rows(q4, k4, v4, b4, scale=scale,
+                                                need_weights=need_weights)  # fmt: skip
+    if observe.wants_attention():
+        _emit(q4, k4, b4, scale, lse)
+    out = out.reshape(*lead, q.shape[-2], v.shape[-1])
+    return out, None if weights is None else weights.reshape(*lead, q.shape[-2], k.shape[-2])
+
+
+_ROUTES = {
+    "reference": _run_reference,
+    "blocked": _run_blocked,
+    "flash-cpu": _run_flash,
+    "portable": _run_portable,
+}
+
+
+def _report(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float) -> None:
+    """For a route whose kernel keeps no log-sum-exp: compute it (blocked, no N×N memory) when a
+    capture is recording, so every call is captured exactly."""
+    if not observe.wants_attention():
+        return
+    lead = leading_shape(q, k, v, bias.mask)
+    q4, k4, v4 = (_as4d(t.detach(), lead) for t in (q, k, v))
+    b4 = _bias4(bias, lead, q.device)
+    _, lse, _ = portable.attention_rows(q4, k4, v4, b4, scale=scale, need_weights=False,
+                                        need_output=False)  # fmt: skip
+    _emit(q4, k4, b4, scale, lse)
+
+
+def _emit(q4: Tensor, k4: Tensor, bias: AttentionBias, scale: float, lse: Tensor) -> None:
+    observe.emit_attention(observe.AttentionCall(q=q4, k=k4, bias=bias, scale=scale, lse=lse))
 
 
 def attention_weights_from_lse(
     q: Tensor,  # (B, H, Lq, d)
     k: Tensor,  # (B, H, Lk, d)
     lse: Tensor,  # (B, H, Lq)
-    bias: Tensor | None = None,  # float, broadcastable to (B, H, Lq, Lk); -inf = masked
+    bias: AttentionBias | None = None,
     *,
-    causal: bool = False,
     scale: float,
     rows: slice = slice(None),
 ) -> Tensor:
-    """Exact weights w = exp(q·kᵀ·scale + bias − lse) for query ``rows``: ``(B, H, rows, Lk)``.
+    """Exact weights w = exp(cap(q·kᵀ·scale) + bias − lse) for query ``rows``: ``(B, H, rows, Lk)``.
 
-    One batched matmul writes the exponent straight into the result: the subtraction of the
-    log-sum-exp is folded into it by appending −lse to each query and a 1 to each key, so
-    [q·scale, −lse]·[k, 1]ᵀ = q·kᵀ·scale − lse. Then the bias is added and ``exp_`` runs in place:
-    nothing but the result is of size N×N. ``causal`` is start-aligned (the flash kernel's
-    ``is_causal``, Lq == Lk); end-aligned masks arrive as ``bias``.
+    Without a softcap one batched matmul writes the exponent straight into the result: the
+    subtraction of the log-sum-exp is folded into it by appending −lse to each query and a 1 to
+    each key, so [q·scale, −lse]·[k, 1]ᵀ = q·kᵀ·scale − lse. Then the bias is added and ``exp_``
+    runs in place: nothing but the result is of size N×N.
     """
     start, stop, _ = rows.indices(q.shape[-2])
     dtype = weights_dtype(q.dtype)
@@ -207,14 +307,21 @@ def attention_weights_from_lse(
     q = q[..., start:stop, :].to(dtype).expand(*batch, stop - start, q.shape[-1])
     k = k.to(dtype).expand(*batch, *k.shape[-2:])
     lse = lse[..., start:stop].to(dtype).expand(*batch, stop - start)
+    bias = AttentionBias(q.shape[-2], k.shape[-2]) if bias is None else bias
+    is_causal, rest = bias.split_start_causal()
     with torch.no_grad():
-        q_aug = torch.cat((q * scale, -lse[..., None]), dim=-1)  # (B, H, r, d + 1)
-        k_aug = torch.cat((k, torch.ones_like(k[..., :1])), dim=-1)  # (B, H, Lk, d + 1)
-        weights = torch.matmul(q_aug, k_aug.transpose(-2, -1))  # (B, H, r, Lk)
-        if bias is not None:
-            weights.add_(bias[..., start:stop, :] if bias.shape[-2] != 1 else bias)
+        if bias.softcap is None:
+            q_aug = torch.cat((q * scale, -lse[..., None]), dim=-1)  # (B, H, r, d + 1)
+            k_aug = torch.cat((k, torch.ones_like(k[..., :1])), dim=-1)  # (B, H, Lk, d + 1)
+            weights = torch.matmul(q_aug, k_aug.transpose(-2, -1))  # (B, H, r, Lk)
+        else:
+            weights = bias.cap_(torch.matmul(q * scale, k.transpose(-2, -1)))
+            weights.sub_(lse[..., None])
+        added = rest.dense(dtype, q.device, rows=slice(start, stop))
+        if added is not None:
+            weights.add_(added)
         weights.exp_()
-        if causal:  # zero keys after the query: j > i, with i counted from ``start``
+        if is_causal:  # zero keys after the query: j > i, with i counted from ``start``
             weights.tril_(diagonal=start)
     return weights
 
@@ -229,49 +336,27 @@ def _as4d(t: Tensor, lead: tuple[int, ...]) -> Tensor:
     return t.reshape(-1, lead[-1], *t.shape[-2:])
 
 
-def _as_bias(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """Boolean (True = attend) → additive float (0 / −inf); float masks cast to ``dtype``."""
-    if mask.dtype == torch.bool:
-        zero = torch.zeros((), dtype=dtype, device=mask.device)
-        return zero.masked_fill(~mask, float("-inf")) if mask.dim() else zero
-    return mask.to(dtype)
+def _dense4(
+    bias: AttentionBias, dtype: torch.dtype, device: torch.device, lead: tuple[int, ...],
+    *, keep_2d: bool = False,
+) -> Tensor | None:  # fmt: skip
+    """The bias as one float tensor for 4-D kernels, broadcastable to (B', H', Lq, Lk); kept
+    (Lq, Lk) when ``keep_2d`` and it has no leading dims."""
+    added = bias.dense(dtype, device, n_lead=len(lead))
+    if added is None or (keep_2d and added.dim() <= 2):
+        return added
+    added = added.reshape((1,) * (len(lead) + 2 - added.dim()) + tuple(added.shape))
+    if len(lead) == 2:
+        return added  # (B|1, H|1, Lq|1, Lk|1)
+    return _as4d(added.expand(*lead, *added.shape[-2:]), lead)  # (B', H', Lq, Lk)
 
 
-def _combine(mask: Tensor, visible: Tensor) -> Tensor:
-    """Combine a user mask with a boolean visibility mask (True = attend)."""
-    if mask.dtype == torch.bool:
-        return mask & visible
-    return mask.masked_fill(~visible, float("-inf"))
-
-
-def _is_causal_bool_mask(mask: Tensor, lq: int, lk: int) -> bool:
-    """True for a boolean mask that is exactly the start-aligned lower triangle (Lq == Lk),
-    whatever its broadcast leading dims. Costs one comparison of Lq×Lk booleans."""
-    if mask.dtype != torch.bool or lq != lk or mask.shape[-2:] != (lq, lk) or lq < 2:
-        return False
-    if any(s != 1 for s in mask.shape[:-2]):
-        return False
-    plane = mask.reshape(lq, lk)
-    return bool(torch.equal(plane, _reference_causal(lq, str(mask.device))))
-
-
-@functools.lru_cache(maxsize=4)
-def _reference_causal(n: int, device: str) -> Tensor:
-    """Lower-triangular (n, n) mask kept for comparisons (at most 4 sizes; n² bytes each), so
-    recognising a causal mask does not allocate and fault a fresh N×N tensor every call."""
-    return causal_mask(n, n, device=device)
-
-
-def _zero_empty_rows(out: Tensor, mask: Tensor | None) -> Tensor:
-    if mask is None:
-        return out
-    visible = mask.any(dim=-1) if mask.dtype == torch.bool else (mask > float("-inf")).any(-1)
-    if bool(visible.all()):
-        return out
-    return out.masked_fill(~visible[..., None], 0.0)
-
-
-def _why_not_fusable(q: Tensor, v: Tensor, drop: float) -> str:
-    if drop > 0:
-        return f"dropout={drop} in training"
-    return f"d_k={q.shape[-1]} differs from d_v={v.shape[-1]}"
+def _bias4(bias: AttentionBias, lead: tuple[int, ...], device: torch.device) -> AttentionBias:
+    """The bias for the 4-D view of the inputs: itself when the inputs are (B, H, L, d), else
+    one float mask over the flattened leading dims (causal, window, padding and ALiBi in it)."""
+    if len(lead) == 2 or bias.is_empty or not (bias.has_tensor_part or bias.causal):
+        return bias
+    floating = bias.mask is not None and bias.mask.is_floating_point()
+    dtype = weights_dtype(bias.mask.dtype) if floating else torch.float32
+    added = _dense4(bias, dtype, device, lead)
+    return AttentionBias(bias.lq, bias.lk, mask=added, softcap=bias.softcap)

@@ -19,7 +19,8 @@ size again (its float form and the check for rows without keys). Fully masked qu
 weights 0 and output 0, as on every attnlab kernel.
 
 Shapes: q (B, H, Lq, d_k), k (B, H, Lk, d_k), v (B, H, Lk, d_v), bias broadcastable to
-(B, H, Lq, Lk). ``causal`` is start-aligned (Lq == Lk); end-aligned masks arrive as ``bias``.
+(B, H, Lq, Lk). ``causal`` is the square lower triangle (Lq == Lk); other causal rules arrive in
+``bias``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnlab.functional.backends import private_softmax
 from attnlab.functional.masks import causal as causal_mask
 
 __all__ = ["DEFAULT_BLOCKING", "Blocking", "attention_with_weights", "weights_dtype"]
@@ -62,9 +64,11 @@ def attention_with_weights(
     *,
     causal: bool,
     scale: float,
+    softcap: float | None = None,
     blocking: Blocking = DEFAULT_BLOCKING,
 ) -> tuple[Tensor, Tensor]:
-    """Exact softmax(q·kᵀ·scale + bias)·v and its weights: ``(B, H, Lq, d_v), (B, H, Lq, Lk)``.
+    """Exact softmax(cap(q·kᵀ·scale) + bias)·v and its weights: ``(B, H, Lq, d_v), (B, H, Lq, Lk)``,
+    where cap(s) = softcap·tanh(s / softcap) when ``softcap`` is given.
 
     Half precision inputs are computed in float32; the output comes back in the input's dtype,
     the weights stay float32 (as exact as the arithmetic allows). No autograd: callers that need
@@ -92,14 +96,14 @@ def attention_with_weights(
         weights = alloc(B * H, lq, lk, dtype=dtype, device=q.device)
         if whole:
             heads = max(1, b.block_bytes // plane_bytes)
-            _whole_heads(q3, k3, v3, planes, weights, out, heads, causal)
+            _whole_heads(q3, k3, v3, planes, weights, out, heads, causal, softcap)
         elif not causal:
             rows = min(lq, max(b.min_rows, b.block_bytes // (lk * itemsize)))
-            _row_blocks(q3, k3, v3, planes, weights, out, rows)
+            _row_blocks(q3, k3, v3, planes, weights, out, rows, softcap)
         else:
             rows = min(lq, b.causal_rows)
             heads = max(1, b.causal_scratch_bytes // (rows * lk * itemsize))
-            _causal_row_blocks(q3, k3, v3, planes, weights, out, rows, heads)
+            _causal_row_blocks(q3, k3, v3, planes, weights, out, rows, heads, softcap)
         if planes is not None:
             _zero_rows_without_keys(bias, causal, weights, out, B, H, lq, lk)
     return out.view(B, H, lq, d_v).to(q.dtype), weights.view(B, H, lq, lk)
@@ -107,7 +111,7 @@ def attention_with_weights(
 
 def _whole_heads(
     q3: Tensor, k3: Tensor, v3: Tensor, planes: list[Tensor] | None,
-    weights: Tensor, out: Tensor, heads: int, causal: bool,
+    weights: Tensor, out: Tensor, heads: int, causal: bool, softcap: float | None,
 ) -> None:  # fmt: skip
     """Small heads: ``heads`` whole (Lq, Lk) planes per block, a contiguous slice of the result.
     Causal planes are computed whole and the triangle added: cheaper than blocking when small."""
@@ -117,6 +121,7 @@ def _whole_heads(
         h1 = min(q3.shape[0], h0 + heads)
         s = weights[h0:h1]  # (heads, Lq, Lk)
         torch.bmm(q3[h0:h1], k3[h0:h1].transpose(1, 2), out=s)
+        _cap_(s, softcap)
         if planes is not None:
             for i in range(h0, h1):
                 s[i - h0].add_(planes[i])
@@ -128,7 +133,7 @@ def _whole_heads(
 
 def _row_blocks(
     q3: Tensor, k3: Tensor, v3: Tensor, planes: list[Tensor] | None,
-    weights: Tensor, out: Tensor, rows: int,
+    weights: Tensor, out: Tensor, rows: int, softcap: float | None,
 ) -> None:  # fmt: skip
     """Large heads, not causal: ``rows`` query rows of one head per block, a contiguous slice of
     the result that the score GEMM writes straight into."""
@@ -139,6 +144,7 @@ def _row_blocks(
             r1 = min(lq, r0 + rows)
             s = weights[i, r0:r1]  # (n, Lk)
             torch.mm(q3[i, r0:r1], kt, out=s)
+            _cap_(s, softcap)
             if planes is not None:
                 s.add_(planes[i][r0:r1])
             _softmax_(s)
@@ -147,7 +153,7 @@ def _row_blocks(
 
 def _causal_row_blocks(
     q3: Tensor, k3: Tensor, v3: Tensor, planes: list[Tensor] | None,
-    weights: Tensor, out: Tensor, rows: int, heads: int,
+    weights: Tensor, out: Tensor, rows: int, heads: int, softcap: float | None,
 ) -> None:  # fmt: skip
     """Large causal heads: ``rows`` query rows of ``heads`` heads per block. Rows [r0, r1) see
     keys [0, r1) only: the block (heads, n, r1) is computed in a reused scratch buffer (a GEMM
@@ -163,6 +169,7 @@ def _causal_row_blocks(
             n = r1 - r0
             s = scratch[: (h1 - h0) * n * r1].view(h1 - h0, n, r1)  # (heads, n, r1)
             torch.bmm(q3[h0:h1, r0:r1], kt[h0:h1, :, :r1], out=s)
+            _cap_(s, softcap)
             if planes is not None:
                 for i in range(h0, h1):
                     s[i - h0].add_(planes[i][r0:r1, :r1])
@@ -178,10 +185,22 @@ def _triangle(lq: int, lk: int, like: Tensor) -> Tensor:
     return full.triu_(1)
 
 
+def _cap_(s: Tensor, softcap: float | None) -> None:
+    """Softcap in place: s → softcap·tanh(s / softcap) (Gemma 2); nothing without one."""
+    if softcap is not None:
+        s.div_(softcap).tanh_().mul_(softcap)
+
+
 def _softmax_(s: Tensor) -> None:
-    """Row softmax in place on a contiguous block (the kernel reads each row before writing
-    it); rows that are all −inf become NaN here and are zeroed by the caller."""
-    torch._softmax(s, -1, False, out=s)
+    """Row softmax in place on a contiguous block; rows that are all −inf become NaN here and
+    are zeroed by the caller. PyTorch's private ``torch._softmax`` does it in one pass (it reads
+    each row before writing it); without it, three passes of public in-place operations."""
+    softmax = private_softmax()
+    if softmax is not None:
+        softmax(s, -1, False, out=s)
+        return
+    s.sub_(s.amax(dim=-1, keepdim=True)).exp_()
+    s.div_(s.sum(dim=-1, keepdim=True))
 
 
 def _bias_planes(bias: Tensor | None, B: int, H: int, lq: int, lk: int) -> list[Tensor] | None:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_attention_inputs", "leading_shape"]
+__all__ = ["check_attention_inputs", "check_bias_arguments", "leading_shape"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -113,3 +113,64 @@ def _check_mask(mask: Tensor, q: Tensor, k: Tensor) -> None:
         raise ValueError(
             f"mask of shape {_shape(mask)} cannot broadcast to (..., Lq, Lk) = {expected}"
         )
+
+
+def check_bias_arguments(
+    q: Tensor,
+    k: Tensor,
+    mask: object,
+    causal: bool,
+    causal_alignment: str,
+    window: int | None,
+    attention_mask: Tensor | None,
+    alibi_slopes: Tensor | None,
+    softcap: float | None,
+    plain: bool,
+) -> None:
+    """Check the bias arguments of attention (see :class:`attnlab.functional.bias.AttentionBias`)
+    before any work is done."""
+    from attnlab.functional.bias import ALIGNMENTS, AttentionBias
+
+    lq, lk = q.shape[-2], k.shape[-2]
+    if isinstance(mask, AttentionBias):
+        if not plain or causal:
+            raise ValueError(
+                "mask is an AttentionBias: give causal, causal_alignment, window, "
+                "attention_mask, alibi_slopes and softcap inside it, not as arguments"
+            )
+        if (mask.lq, mask.lk) != (lq, lk):
+            raise ValueError(
+                f"mask (an AttentionBias) was built for (Lq, Lk) = ({mask.lq}, {mask.lk}); the "
+                f"inputs have ({lq}, {lk})"
+            )
+        return
+    if causal_alignment not in ALIGNMENTS:
+        raise ValueError(f"causal_alignment must be one of {ALIGNMENTS}; got {causal_alignment!r}")
+    if window is not None:
+        if not causal:
+            raise ValueError(
+                f"window={window} needs causal=True (a sliding window over earlier keys)"
+            )
+        if not isinstance(window, int) or window <= 0:
+            raise ValueError(f"window must be a positive number of keys; got {window!r}")
+    if attention_mask is not None:
+        batch = q.shape[0] if q.dim() > 2 else None
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_floating_point():
+            raise ValueError(
+                "attention_mask must be a bool or integer 0/1 tensor (True/1 = real token); got "
+                f"{getattr(attention_mask, 'dtype', type(attention_mask).__name__)}"
+            )
+        if batch is None or tuple(attention_mask.shape) != (batch, lk):
+            raise ValueError(
+                f"attention_mask must have shape (B, Lk) = ({batch}, {lk}) (q {_shape(q)}, "
+                f"k {_shape(k)}); got {_shape(attention_mask)}"
+            )
+    if alibi_slopes is not None:
+        heads = q.shape[-3] if q.dim() > 2 else None
+        if not isinstance(alibi_slopes, torch.Tensor) or tuple(alibi_slopes.shape) != (heads,):
+            raise ValueError(
+                f"alibi_slopes must have shape (H,) = ({heads},), one slope per head (dimension "
+                f"-3 of q {_shape(q)}); got {getattr(alibi_slopes, 'shape', alibi_slopes)}"
+            )
+    if softcap is not None and not (isinstance(softcap, int | float) and 0 < softcap < math.inf):
+        raise ValueError(f"softcap must be a positive finite number; got {softcap!r}")

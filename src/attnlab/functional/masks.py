@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnlab.functional.bias import AttentionBias
+
 __all__ = [
     "MaskReport",
     "causal",
@@ -140,10 +142,12 @@ class MaskReport:
         return "\n".join(lines)
 
 
-def describe(mask: Tensor) -> MaskReport:
-    """Check a mask (bool True = may attend, or float additive with −inf = blocked) for the
-    mistakes people make most: inverted masks (PyTorch's two conventions), masks that block
-    everything, rows that see no key."""
+def describe(mask: Tensor | AttentionBias) -> MaskReport:
+    """Check a mask (bool True = may attend, float additive with −inf = blocked, or a whole
+    :class:`~attnlab.functional.bias.AttentionBias`) for the mistakes people make most: inverted
+    masks (PyTorch's two conventions), masks that block everything, rows that see no key."""
+    if isinstance(mask, AttentionBias):
+        mask = _visibility(mask)
     open_ = mask if mask.dtype == torch.bool else mask > float("-inf")
     if open_.dim() < 2:
         raise ValueError(
@@ -184,3 +188,12 @@ def describe(mask: Tensor) -> MaskReport:
         all_closed=all_closed,
         warnings=tuple(warnings),
     )
+
+
+def _visibility(bias: AttentionBias) -> Tensor:
+    """Which (query, key) pairs an AttentionBias lets through, (..., Lq, Lk) bool."""
+    tensors = [t for t in (bias.mask, bias.attention_mask) if t is not None]
+    device = tensors[0].device if tensors else "cpu"
+    visible = bias.visible(device)
+    full = torch.ones(bias.lq, bias.lk, dtype=torch.bool, device=device)
+    return full if visible is None else full & visible

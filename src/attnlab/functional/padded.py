@@ -13,21 +13,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from attnlab.functional.backends import flash_cpu_kernel
+
 __all__ = ["padded_flash", "prefix_lengths"]
 
-_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
-
-def prefix_lengths(mask: Tensor, batch: int, lk: int) -> Tensor | None:
-    """Per-sample number of visible keys when ``mask`` is a boolean key-padding mask of shape
-    (B, 1, 1, Lk) whose True entries form a prefix of each row; otherwise None. Costs O(B·Lk)."""
-    if mask.dtype != torch.bool or mask.dim() != 4 or tuple(mask.shape) != (batch, 1, 1, lk):
+def prefix_lengths(attention_mask: Tensor, batch: int, lk: int) -> Tensor | None:
+    """Per-sample number of real keys when the boolean key-padding mask ``attention_mask``
+    (B, Lk), True = real token, is a prefix of each row; otherwise None. Costs O(B·Lk)."""
+    if attention_mask.dtype != torch.bool or tuple(attention_mask.shape) != (batch, lk):
         return None
-    rows = mask.view(batch, lk)
+    rows = attention_mask
     lengths = rows.sum(dim=-1)  # (B,)
     if bool((lengths == lk).all()):
         return None  # nothing padded: the plain fused path is as fast
-    prefix = torch.arange(lk, device=mask.device)[None, :] < lengths[:, None]
+    prefix = torch.arange(lk, device=attention_mask.device)[None, :] < lengths[:, None]
     return lengths if torch.equal(rows, prefix) else None
 
 
@@ -45,15 +45,17 @@ def padded_flash(
     With ``causal`` (Lq == Lk, start-aligned) the kernel's own ``is_causal`` on the truncated
     keys is exactly causal ∧ padding: query i sees keys j ≤ i with j < length.
     """
+    flash = flash_cpu_kernel()
     B, H, Lq, _ = q.shape
     out = q.new_empty(B, H, Lq, v.shape[-1])
-    lse = torch.empty(B, H, Lq, dtype=torch.float32 if q.dtype != torch.float64 else q.dtype)
+    lse_dtype = torch.float32 if q.dtype != torch.float64 else q.dtype
+    lse = torch.empty(B, H, Lq, dtype=lse_dtype, device=q.device)
     for b, n in enumerate(lengths.tolist()):
         if n == 0:
             out[b].zero_()
             lse[b].zero_()
             continue
-        o, s = _flash(q[b : b + 1], k[b : b + 1, :, :n], v[b : b + 1, :, :n], 0.0, causal,
+        o, s = flash(q[b : b + 1], k[b : b + 1, :, :n], v[b : b + 1, :, :n], 0.0, causal,
                       scale=scale)  # fmt: skip
         out[b] = o[0]
         lse[b] = s[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from attnlab.functional.masks import causal as causal_mask
+from attnlab.functional.bias import AttentionBias
 
 __all__ = ["reference_attention"]
 
@@ -20,34 +20,35 @@ def reference_attention(
     q: Tensor,  # (..., Lq, d_k)
     k: Tensor,  # (..., Lk, d_k)
     v: Tensor,  # (..., Lk, d_v)
-    mask: Tensor | None = None,  # broadcastable to (..., Lq, Lk): bool True = attend, or float
+    mask: Tensor | AttentionBias | None = None,  # bool True = attend, or float; (..., Lq, Lk)
     *,
     causal: bool = False,
     scale: float | None = None,
     dropout: float = 0.0,
     training: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Attention(Q, K, V) = softmax(Q·Kᵀ·scale + mask)·V  (Vaswani et al., 2017, eq. 1).
+    """Attention(Q, K, V) = softmax(Q·Kᵀ·scale + bias)·V  (Vaswani et al., 2017, eq. 1).
 
-    Returns ``(output (..., Lq, d_v), weights (..., Lq, Lk))``. Masked scores are set to -inf
-    before the softmax; a row with no visible key gets weights 0 and output 0 (a finite "large
-    negative number", as some tutorials use, would instead spread the row uniformly over the
-    masked keys). ``weights`` are the softmax before dropout.
+    Returns ``(output (..., Lq, d_v), weights (..., Lq, Lk))``. ``mask`` is a tensor (with
+    ``causal`` end-aligned, as everywhere in attnlab) or a whole
+    :class:`~attnlab.functional.bias.AttentionBias`. Hidden scores are set to -inf before the
+    softmax; a row with no visible key gets weights 0 and output 0 (a finite "large negative
+    number", as some tutorials use, would instead spread the row uniformly over the masked
+    keys). ``weights`` are the softmax before dropout.
     """
+    lq, lk = q.shape[-2], k.shape[-2]
+    bias = mask if isinstance(mask, AttentionBias) else AttentionBias.build(
+        lq, lk, mask, causal=causal, n_lead=q.dim() - 2
+    )  # fmt: skip
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (..., Lq, Lk)
-    visible = None  # (..., Lq, Lk) bool, or None when every key is visible
-    if causal:
-        visible = causal_mask(q.shape[-2], k.shape[-2], device=q.device)
-    if mask is not None:
-        if mask.dtype == torch.bool:
-            visible = mask if visible is None else visible & mask
-        else:
-            scores = scores + mask.to(scores.dtype)
-    if visible is not None:
-        scores = scores.masked_fill(~visible, float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # rows of -inf only → NaN, fixed next
+    scores = bias.cap(torch.matmul(q, k.transpose(-2, -1)) * scale)  # (..., Lq, Lk)
+    added = bias.dense(scores.dtype, q.device, n_lead=q.dim() - 2)  # 0 / −inf, float masks
+    if added is not None:
+        scores = scores + added
     any_visible = scores.amax(dim=-1, keepdim=True) > float("-inf")  # (..., Lq, 1)
-    weights = torch.where(any_visible, weights, torch.zeros((), dtype=weights.dtype))
+    zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
+    # A row of −inf only would give NaN (in the output and in every gradient): give it zeros.
+    scores = torch.where(any_visible, scores, zero)
+    weights = torch.where(any_visible, torch.softmax(scores, dim=-1), zero)  # (..., Lq, Lk)
     dropped = torch.dropout(weights, dropout, training) if dropout > 0 and training else weights
     return torch.matmul(dropped, v), weights  # (..., Lq, d_v), (..., Lq, Lk)

@@ -1,10 +1,11 @@
 """AttentionMap: an exact, lazy view of one layer's attention weights (B, H, Lq, Lk).
 
 Instead of the N×N matrix it keeps what recomputes any weight exactly: the queries and keys,
-the scale, the mask (as an additive bias, or the causal flag) and the per-row log-sum-exp that
-PyTorch's CPU flash kernel returns with its output:
+the scale, the call's :class:`~attnlab.functional.bias.AttentionBias` (mask, causal rule — end
+aligned, as everywhere in attnlab —, window, padding, ALiBi, softcap) and the per-row
+log-sum-exp that the kernel returned with its output:
 
-    weights[b, h, i, j] = exp(q[b,h,i]·k[b,h,j]·scale + bias[b,h,i,j] − lse[b,h,i])
+    weights[b, h, i, j] = exp(cap(q[b,h,i]·k[b,h,j]·scale) + bias[b,h,i,j] − lse[b,h,i])
 
 Memory is O(N·d) per layer. Any slice is computed on demand; reductions (top-k, entropy, mean
 over heads, attention received, pooled maps) stream over blocks of query rows and never hold
@@ -25,27 +26,28 @@ from torch import Tensor
 
 from attnlab.atomic import atomic_write
 from attnlab.functional.attention import attention_weights_from_lse
+from attnlab.functional.bias import AttentionBias
 
 __all__ = ["AttentionMap"]
 
 _ROWS_PER_BLOCK_BYTES = 64 * 2**20  # tile budget for streamed reductions
+_FORMAT = "attnlab.AttentionMap/2"
 
 
 @dataclass(frozen=True)
 class AttentionMap:
     q: Tensor  # (B, H, Lq, d) unscaled queries
     k: Tensor  # (B, H, Lk, d) keys
-    lse: Tensor  # (B, H, Lq) log-sum-exp of each row's scaled, masked scores
+    lse: Tensor  # (B, H, Lq) log-sum-exp of each row's scaled, biased scores
     scale: float
-    causal: bool = False  # start-aligned causal (Lq == Lk), as the flash kernel's is_causal
-    bias: Tensor | None = None  # additive, broadcastable to (B, H, Lq, Lk); −inf = masked
+    bias: AttentionBias | None = None  # mask, causal rule, padding, ALiBi, softcap; None: none
 
     def __post_init__(self) -> None:
-        if self.bias is not None and self.bias.dim() < 4:  # (Lq, Lk) etc. → (1, 1, Lq, Lk)
-            object.__setattr__(
-                self,
-                "bias",
-                self.bias.reshape((1,) * (4 - self.bias.dim()) + tuple(self.bias.shape)),
+        lq, lk = self.q.shape[-2], self.k.shape[-2]
+        if self.bias is not None and (self.bias.lq, self.bias.lk) != (lq, lk):
+            raise ValueError(
+                f"bias was built for (Lq, Lk) = ({self.bias.lq}, {self.bias.lk}); q and k give "
+                f"({lq}, {lk})"
             )
 
     @property
@@ -56,8 +58,9 @@ class AttentionMap:
     @property
     def nbytes(self) -> int:
         """Bytes this map holds (compare: a dense float32 map is 4·B·H·Lq·Lk)."""
-        tensors = [self.q, self.k, self.lse] + ([self.bias] if self.bias is not None else [])
-        return sum(t.numel() * t.element_size() for t in tensors)
+        tensors = [self.q, self.k, self.lse]
+        bias = 0 if self.bias is None else self.bias.nbytes
+        return sum(t.numel() * t.element_size() for t in tensors) + bias
 
     # --- exact slices -----------------------------------------------------------------------
     def rows(self, start: int = 0, stop: int | None = None, *, heads: slice | int = slice(None)
@@ -68,11 +71,8 @@ class AttentionMap:
         if not 0 <= start <= stop <= Lq:
             raise ValueError(f"query rows must lie in [0, {Lq}]; got [{start}, {stop})")
         h = self._heads(heads)
-        bias = self.bias
-        if bias is not None and bias.shape[1] != 1:
-            bias = bias[:, h]
         return attention_weights_from_lse(
-            self.q[:, h], self.k[:, h], self.lse[:, h], bias, causal=self.causal,
+            self.q[:, h], self.k[:, h], self.lse[:, h], self._bias_of_heads(h),
             scale=self.scale, rows=slice(start, stop),
         )  # fmt: skip
 
@@ -127,7 +127,7 @@ class AttentionMap:
 
     def received(self) -> Tensor:
         """Total attention each key receives, summed over queries: (B, H, Lk)."""
-        total = torch.zeros(*self.shape[:2], self.shape[3])
+        total = torch.zeros(*self.shape[:2], self.shape[3], device=self.q.device)
         for _, _, tile in self._blocks():
             total += tile.sum(dim=2)
         return total
@@ -138,7 +138,8 @@ class AttentionMap:
         B, H, Lq, Lk = self.shape
         fq, fk = math.ceil(Lq / size), math.ceil(Lk / size)
         out_q, out_k = math.ceil(Lq / fq), math.ceil(Lk / fk)
-        out = torch.zeros(B, H, out_q, out_k)
+        device = self.q.device
+        out = torch.zeros(B, H, out_q, out_k, device=device)
         # Blocks of whole pooled rows (fq query rows each), within the tile budget.
         groups = max(1, _ROWS_PER_BLOCK_BYTES // max(1, B * H * Lk * 4 * fq))
         for g0 in range(0, out_q, groups):
@@ -148,9 +149,9 @@ class AttentionMap:
             tile = torch.nn.functional.pad(tile, (0, out_k * fk - Lk, 0, pad_rows))
             cells = tile.view(B, H, g1 - g0, fq, out_k, fk).sum(dim=(3, 5))
             out[:, :, g0:g1] = cells
-        counts_q = torch.full((out_q,), fq, dtype=torch.float32)
+        counts_q = torch.full((out_q,), fq, dtype=torch.float32, device=device)
         counts_q[-1] = Lq - fq * (out_q - 1)
-        counts_k = torch.full((out_k,), fk, dtype=torch.float32)
+        counts_k = torch.full((out_k,), fk, dtype=torch.float32, device=device)
         counts_k[-1] = Lk - fk * (out_k - 1)
         return out / (counts_q[:, None] * counts_k[None, :])
 
@@ -160,25 +161,30 @@ class AttentionMap:
         return replace(self, q=self.q.to(dtype), k=self.k.to(dtype))
 
     def cpu(self) -> AttentionMap:
-        bias = self.bias.cpu() if self.bias is not None else None
-        return replace(self, q=self.q.cpu(), k=self.k.cpu(), lse=self.lse.cpu(), bias=bias)
+        return self.to_device("cpu")
+
+    def to_device(self, device: torch.device | str) -> AttentionMap:
+        bias = None if self.bias is None else self.bias.map_tensors(lambda t: t.to(device))
+        q, k, lse = (t.to(device) for t in (self.q, self.k, self.lse))
+        return replace(self, q=q, k=k, lse=lse, bias=bias)
 
     def save(self, path: str | Path) -> Path:
         """Write as safetensors (atomically: a temporary file, then rename)."""
         from safetensors.torch import save_file
 
         tensors = {"q": self.q, "k": self.k, "lse": self.lse}
+        meta = {"format": _FORMAT, "scale": repr(self.scale)}
         if self.bias is not None:
-            tensors["bias"] = self.bias
+            bias_tensors, bias_meta = self.bias.state()
+            tensors |= bias_tensors
+            meta |= bias_meta
         tensors = {name: t.detach().contiguous() for name, t in tensors.items()}
-        meta = {"format": "attnlab.AttentionMap/1", "scale": repr(self.scale),
-                "causal": str(self.causal)}  # fmt: skip
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path) -> AttentionMap:
-        """Read a map written by :meth:`save`. Only safetensors files are accepted: nothing is
-        unpickled."""
+        """Read a map written by :meth:`save` (this version or the first). Only safetensors files
+        are accepted: nothing is unpickled."""
         from safetensors import safe_open
 
         try:
@@ -187,12 +193,26 @@ class AttentionMap:
                 tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
         except Exception as err:  # safetensors raises its own error types
             raise ValueError(f"{path} is not a safetensors AttentionMap file: {err}") from None
-        if meta.get("format") != "attnlab.AttentionMap/1":
+        q, k, lse = tensors["q"], tensors["k"], tensors["lse"]
+        lq, lk = q.shape[-2], k.shape[-2]
+        if meta.get("format") == _FORMAT:
+            bias = AttentionBias.from_state(tensors, meta) if "bias.lq" in meta else None
+        elif meta.get("format") == "attnlab.AttentionMap/1":  # start-aligned causal flag, Lq = Lk
+            causal = meta["causal"] == "True"
+            bias = AttentionBias(lq, lk, mask=tensors.get("bias"), causal=causal)
+        else:
             raise ValueError(f"{path} is not an attnlab AttentionMap (metadata {meta})")
-        return cls(
-            q=tensors["q"], k=tensors["k"], lse=tensors["lse"], scale=float(meta["scale"]),
-            causal=meta["causal"] == "True", bias=tensors.get("bias"),
-        )  # fmt: skip
+        return cls(q=q, k=k, lse=lse, scale=float(meta["scale"]), bias=bias)
+
+    def _bias_of_heads(self, h: slice) -> AttentionBias | None:
+        """The bias restricted to heads ``h`` (a mask with a head dimension, ALiBi slopes)."""
+        bias = self.bias
+        if bias is None:
+            return None
+        mask, slopes = bias.mask, bias.alibi_slopes
+        if mask is not None and mask.dim() >= 3 and mask.shape[-3] != 1:
+            mask = mask[..., h, :, :]
+        return replace(bias, mask=mask, alibi_slopes=None if slopes is None else slopes[h])
 
     def _heads(self, heads: slice | int) -> slice:
         H = self.shape[1]

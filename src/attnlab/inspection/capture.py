@@ -6,8 +6,10 @@
 
 Works on attnlab's own models (every :class:`attnlab.MultiHeadAttention` reports through
 :mod:`attnlab.observe`) and on Hugging Face BERT-family and GPT-2 models running their default
-SDPA attention (see :mod:`attnlab.inspection.hf`). The forward pass runs the same kernel with
-capture on or off, so outputs are bit-identical; maps cost O(N·d) memory per layer.
+SDPA attention (see :mod:`attnlab.inspection.hf`). Every kernel route reports its call (routes
+whose kernel keeps no log-sum-exp compute it block by block), and a call that did not report
+raises a ValueError naming the layer: no layer is missed silently. In training mode the maps are
+the weights before dropout. Maps cost O(N·d) memory per layer.
 """
 
 from __future__ import annotations
@@ -35,14 +37,26 @@ class Capture(observe.Observer, dict):
         self._names = {id(m): name for name, m in model.named_modules()}
         self._model_name = type(model).__name__
         self.calls: list[tuple[str, AttentionMap]] = []
+        self._unreported: list[tuple[nn.Module | None, str]] = []
 
-    def attention(self, module: nn.Module | None, call: observe.AttentionCall) -> None:
+    def name_of(self, module: nn.Module | None) -> str:
         name = self._names.get(id(module)) if module is not None else None
         if name is None:
             name = "scaled_dot_product_attention" if module is None else type(module).__name__
+        return name
+
+    def step(self, module: nn.Module | None, step: observe.Step) -> None:
+        if step.name == "kernel":  # an attention call ran: its route must report it next
+            self._unreported.append((module, step.note))
+
+    def attention(self, module: nn.Module | None, call: observe.AttentionCall) -> None:
+        if self._unreported:
+            self._unreported.pop()
+        name = self.name_of(module)
+        bias = None if call.bias.is_empty else call.bias.map_tensors(lambda t: t.detach())
         amap = AttentionMap(
             q=call.q.detach(), k=call.k.detach(), lse=call.lse.detach(), scale=call.scale,
-            causal=call.causal, bias=None if call.mask is None else call.mask.detach(),
+            bias=bias,
         )  # fmt: skip
         self.calls.append((name, amap))
         self.pop(name, None)  # keep mapping order = order of the latest calls
@@ -61,10 +75,12 @@ def capture(model: nn.Module) -> Iterator[Capture]:
     maps = Capture(model)
     with hf_support(model), observe.observing(maps):
         yield maps
+    if maps._unreported:
+        missed = ", ".join(f"{maps.name_of(m)} ({note})" for m, note in maps._unreported)
+        raise ValueError(f"capture missed attention calls that did not report their maps: {missed}")
     if not maps.calls:
         warnings.warn(
             f"capture recorded no attention call from {type(model).__name__}: was the model run "
-            "inside the block? (In training mode with attention dropout the kernel that keeps "
-            "exact maps is not used: call model.eval().)",
+            "inside the block?",
             stacklevel=3,
         )

@@ -1,0 +1,96 @@
+"""The portable route: exact attention from public PyTorch operations only, on any device.
+
+Without weights the output comes from ``F.scaled_dot_product_attention``. Where exact weights
+(or a capture's log-sum-exp) are wanted, :func:`attention_rows` runs one block of query rows at a
+time, so besides the weights nothing of size N×N is held:
+
+    for each block of query rows:
+        S = cap(q·kᵀ·scale) + bias          (B, H, rows, Lk)
+        lse = logsumexp(S)                   (B, H, rows)
+        W = exp(S − lse)                     the exact softmax, rows that see no key → 0
+        out[rows] = W·v
+
+Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from attnlab.functional.bias import AttentionBias
+from attnlab.functional.blocked import weights_dtype
+
+__all__ = ["attention_rows", "sdpa"]
+
+_BLOCK_BYTES = 64 * 2**20  # one block of scores
+
+
+def attention_rows(
+    q: Tensor,  # (B, H, Lq, d_k)
+    k: Tensor,  # (B, H, Lk, d_k)
+    v: Tensor,  # (B, H, Lk, d_v)
+    bias: AttentionBias,
+    *,
+    scale: float,
+    need_weights: bool,
+    need_output: bool = True,
+) -> tuple[Tensor | None, Tensor, Tensor | None]:
+    """``(output (B, H, Lq, d_v) or None, lse (B, H, Lq), weights (B, H, Lq, Lk) or None)``.
+
+    Half precision is computed in float32 (weights stay float32, the output returns to the
+    input's dtype). A row with no visible key gets lse +inf, so exp(s − lse) is 0 there. No
+    autograd (callers that need gradients use the reference kernel)."""
+    dtype = weights_dtype(q.dtype)
+    B, H = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    lq, lk = q.shape[-2], k.shape[-2]
+    device = q.device
+    lse = torch.empty(B, H, lq, dtype=dtype, device=device)
+    out = torch.zeros(B, H, lq, v.shape[-1], dtype=dtype, device=device) if need_output else None
+    weights = torch.zeros(B, H, lq, lk, dtype=dtype, device=device) if need_weights else None
+    rows = max(1, _BLOCK_BYTES // max(1, B * H * lk * dtype.itemsize))
+    with torch.no_grad():
+        qs, kt, v_ = (q.to(dtype) * scale), k.to(dtype).transpose(-2, -1), v.to(dtype)
+        for r0 in range(0, lq, rows):
+            r1 = min(lq, r0 + rows)
+            s = torch.matmul(qs[..., r0:r1, :], kt).expand(B, H, r1 - r0, lk).clone()
+            bias.cap_(s)  # (B, H, rows, Lk)
+            added = bias.dense(dtype, device, rows=slice(r0, r1))
+            if added is not None:
+                s.add_(added)
+            block_lse = torch.logsumexp(s, dim=-1)  # (B, H, rows); −inf where nothing is seen
+            block_lse.masked_fill_(block_lse == float("-inf"), float("inf"))
+            lse[..., r0:r1] = block_lse
+            if not (need_output or need_weights):
+                continue
+            s.sub_(block_lse[..., None]).exp_()  # exact weights of these rows
+            if weights is not None:
+                weights[..., r0:r1, :] = s
+            if out is not None:
+                out[..., r0:r1, :] = torch.matmul(s, v_)
+    return None if out is None else out.to(q.dtype), lse, weights
+
+
+def sdpa(
+    q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, *, scale: float, dropout: float
+) -> Tensor:
+    """``F.scaled_dot_product_attention`` with the bias as PyTorch takes it (``is_causal`` when
+    the causal rule is start-aligned, else one float mask); rows that see no key give 0, not
+    PyTorch's math-path NaN. Keeps autograd."""
+    is_causal, rest = bias.split_start_causal()
+    n_lead = q.dim() - 2
+    added = rest.dense(q.dtype, q.device, n_lead=n_lead)
+    if is_causal and added is not None:  # PyTorch refuses a mask together with is_causal
+        added = bias.dense(q.dtype, q.device, n_lead=n_lead)
+        is_causal = False
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=added, dropout_p=dropout, is_causal=is_causal, scale=scale
+    )
+    visible = None if added is None else bias.visible(q.device, n_lead=n_lead)
+    if visible is None or q.device.type == "meta":
+        return out
+    seen = visible.any(dim=-1, keepdim=True)  # (..., Lq, 1)
+    if bool(seen.all()):
+        return out
+    return out.masked_fill(~seen, 0.0)

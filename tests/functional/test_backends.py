@@ -1,0 +1,206 @@
+"""Every backend gives the same exact attention, for every kind of bias, against an independent
+float64 oracle; the portable backend needs no private PyTorch operation and runs on `meta`."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import attnlab
+from attnlab.functional import attention as attention_module
+from attnlab.functional import backends
+
+ROUTES = ("flash-cpu", "blocked", "reference", "portable")
+
+
+def oracle(q, k, v, *, scale, mask=None, causal=False, offset=0, window=None,
+           attention_mask=None, slopes=None, softcap=None):  # fmt: skip
+    """softmax(cap(q·kᵀ·scale) + bias)·v in float64, written out with no attnlab code."""
+    q, k, v = q.double(), k.double(), v.double()
+    B, H, lq, _ = q.shape
+    lk = k.shape[-2]
+    s = torch.einsum("bhqd,bhkd->bhqk", q, k) * scale
+    if softcap is not None:
+        s = softcap * torch.tanh(s / softcap)
+    pos_q = torch.arange(lq)[:, None] + (offset if causal else lk - lq)
+    pos_k = torch.arange(lk)[None, :]
+    if slopes is not None:
+        s = s - slopes.double()[None, :, None, None] * (pos_q - pos_k).clamp(min=0)
+    visible = torch.ones(B, H, lq, lk, dtype=torch.bool)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            visible = visible & mask
+        else:
+            s = s + mask.double()
+    if causal:
+        visible = visible & (pos_k <= pos_q)
+        if window is not None:
+            visible = visible & (pos_k > pos_q - window)
+    if attention_mask is not None:
+        visible = visible & attention_mask.bool()[:, None, None, :]
+    s = s.masked_fill(~visible, -math.inf)
+    best = s.amax(-1, keepdim=True).clamp(min=-1e300)
+    e = torch.exp(s - best)
+    total = e.sum(-1, keepdim=True)
+    w = torch.where(total > 0, e / total.clamp(min=1e-300), torch.zeros_like(e))
+    return w @ v, w
+
+
+@st.composite
+def cases(draw):
+    B, H = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    lq, lk = draw(st.integers(1, 7)), draw(st.integers(1, 9))
+    d_k = draw(st.integers(1, 6))
+    d_v = draw(st.sampled_from([d_k, d_k + 2]))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
+    opts = {}
+    if draw(st.booleans()):
+        opts["causal"] = True
+        opts["causal_alignment"] = draw(st.sampled_from(["end", "start"]))
+        if draw(st.booleans()):
+            opts["window"] = draw(st.integers(1, 4))
+    kind = draw(st.sampled_from(["none", "bool", "float"]))
+    if kind == "bool":
+        opts["mask"] = torch.rand(B, 1, lq, lk, generator=g) > 0.3
+    elif kind == "float":
+        opts["mask"] = torch.randn(1, H, lq, lk, generator=g)
+    if draw(st.booleans()):
+        opts["attention_mask"] = (torch.rand(B, lk, generator=g) > 0.3).long()
+    if draw(st.booleans()):
+        opts["alibi_slopes"] = torch.rand(H, generator=g)
+    if draw(st.booleans()):
+        opts["softcap"] = draw(st.sampled_from([0.5, 5.0]))
+    q = torch.randn(B, H, lq, d_k, generator=g)
+    k = torch.randn(B, H, lk, d_k, generator=g)
+    v = torch.randn(B, H, lk, d_v, generator=g)
+    return q, k, v, opts
+
+
+def expected(q, k, v, opts):
+    lq, lk = q.shape[-2], k.shape[-2]
+    causal = opts.get("causal", False)
+    offset = lk - lq if opts.get("causal_alignment", "end") == "end" else 0
+    return oracle(
+        q, k, v, scale=q.shape[-1] ** -0.5, mask=opts.get("mask"), causal=causal,
+        offset=offset, window=opts.get("window"), attention_mask=opts.get("attention_mask"),
+        slopes=opts.get("alibi_slopes"), softcap=opts.get("softcap"),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(case=cases(), need_weights=st.booleans())
+def test_every_backend_equals_the_oracle(backend, case, need_weights):
+    q, k, v, opts = case
+    with attnlab.backend(backend):
+        out, w = attnlab.scaled_dot_product_attention(q, k, v, need_weights=need_weights, **opts)
+    want_out, want_w = expected(q, k, v, opts)
+    torch.testing.assert_close(out.double(), want_out, atol=2e-5, rtol=1e-4)
+    if need_weights:
+        torch.testing.assert_close(w.double(), want_w, atol=2e-6, rtol=1e-4)
+    else:
+        assert w is None
+
+
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+@settings(max_examples=15, deadline=None)
+@given(case=cases(), need_weights=st.booleans())
+def test_gradients_on_every_backend_equal_the_oracle(backend, case, need_weights):
+    q, k, v, opts = case
+    q, k, v = (t.double().requires_grad_() for t in (q, k, v))
+    with attnlab.backend(backend):
+        out, w = attnlab.scaled_dot_product_attention(q, k, v, need_weights=need_weights, **opts)
+    loss = out.sum() + (w.square().sum() if need_weights else 0)
+    got = torch.autograd.grad(loss, (q, k, v))
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    want_out, want_w = expected(q2, k2, v2, opts)
+    want_loss = want_out.sum() + (want_w.square().sum() if need_weights else 0)
+    want = torch.autograd.grad(want_loss, (q2, k2, v2))
+    for g, h in zip(got, want, strict=True):
+        torch.testing.assert_close(g, h, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+def test_each_backend_runs_its_own_route(backend, monkeypatch):
+    ran = []
+    for name, run in list(attention_module._ROUTES.items()):
+        monkeypatch.setitem(attention_module._ROUTES, name,
+                            lambda *a, _n=name, _r=run: ran.append(_n) or _r(*a))  # fmt: skip
+    q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
+    with attnlab.backend(backend):
+        attnlab.scaled_dot_product_attention(q, k, v, causal=True, need_weights=True)
+    assert ran == [{"auto": "blocked"}.get(backend, backend)]
+
+
+def test_portable_backend_uses_no_private_operation(monkeypatch):
+    def forbidden():
+        raise AssertionError("a private PyTorch operation was looked up")
+
+    monkeypatch.setattr(backends, "flash_cpu_kernel", forbidden)
+    monkeypatch.setattr(attention_module, "flash_cpu_kernel", forbidden)
+    monkeypatch.setattr(backends, "private_softmax", forbidden)
+    q, k, v = (torch.randn(2, 2, 6, 4) for _ in range(3))
+    with attnlab.backend("portable"):
+        for need_weights in (False, True):
+            got, _ = attnlab.scaled_dot_product_attention(q, k, v, need_weights=need_weights)
+            torch.testing.assert_close(got.double(), oracle(q, k, v, scale=0.5)[0])
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_portable_backend_runs_on_the_meta_device(need_weights):
+    q = torch.empty(2, 4, 128, 32, device="meta")
+    k = torch.empty(2, 4, 160, 32, device="meta")
+    v = torch.empty(2, 4, 160, 48, device="meta")
+    pad = torch.ones(2, 160, dtype=torch.bool, device="meta")
+    with attnlab.backend("portable"):
+        out, w = attnlab.scaled_dot_product_attention(
+            q, k, v, causal=True, attention_mask=pad, need_weights=need_weights
+        )
+    assert out.device.type == "meta" and out.shape == (2, 4, 128, 48)
+    if need_weights:
+        assert w.device.type == "meta" and w.shape == (2, 4, 128, 160)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_auto_backend_on_cuda_equals_the_oracle(need_weights):
+    q, k, v = (torch.randn(2, 2, 9, 8) for _ in range(3))
+    out, w = attnlab.scaled_dot_product_attention(
+        q.cuda(), k.cuda(), v.cuda(), causal=True, need_weights=need_weights
+    )
+    want_out, want_w = oracle(q, k, v, scale=8**-0.5, causal=True)
+    torch.testing.assert_close(out.cpu().double(), want_out, atol=1e-4, rtol=1e-3)
+    if need_weights:
+        torch.testing.assert_close(w.cpu().double(), want_w, atol=1e-5, rtol=1e-3)
+
+
+def test_a_missing_private_operation_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(backends, "_PRIVATE", {})
+    monkeypatch.delattr(torch, "_softmax")
+    q, k, v = (torch.randn(1, 2, 6, 4) for _ in range(3))
+    with pytest.warns(RuntimeWarning, match="no torch._softmax"), attnlab.backend("blocked"):
+        _, w = attnlab.scaled_dot_product_attention(q, k, v, need_weights=True)
+    torch.testing.assert_close(w.double(), oracle(q, k, v, scale=0.5)[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        with attnlab.backend("blocked"):
+            attnlab.scaled_dot_product_attention(q, k, v, need_weights=True)
+
+
+def test_unknown_backend_is_a_clear_error():
+    error = pytest.raises(ValueError, match=r"backend must be one of .*'portable'.*; got 'fast'")
+    with error, attnlab.backend("fast"):
+        pass
+
+
+def test_backend_selection_nests_and_restores():
+    from attnlab.functional.backends import current_backend
+
+    with attnlab.backend("portable"):
+        with attnlab.backend("reference"):
+            assert current_backend() == "reference"
+        assert current_backend() == "portable"
+    assert current_backend() == "auto"

@@ -218,7 +218,7 @@ def _run_flash(
     flash = flash_cpu_kernel()
     lead = leading_shape(q, k, v, bias.mask)
     lq, lk = q.shape[-2], k.shape[-2]
-    q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
+    q4, k4, v4 = _as4d(q, lead), _as4d(k, lead), _as4d(v, lead)
     is_causal, rest = bias.split_start_causal()
     lengths = None
     only_padding = rest.mask is None and rest.alibi_slopes is None and not rest.causal
@@ -236,7 +236,7 @@ def _run_flash(
         weights = weights.reshape(*lead, lq, lk)
     if observe.wants_attention():
         _emit(q4, k4, _bias4(bias, lead, q.device), scale, lse)
-    return out.reshape(*lead, lq, v.shape[-1]), weights
+    return (out if len(lead) == 2 else out.reshape(*lead, lq, v.shape[-1])), weights
 
 
 def _run_portable(

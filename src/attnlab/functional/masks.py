@@ -191,9 +191,10 @@ def describe(mask: Tensor | AttentionBias) -> MaskReport:
 
 
 def _visibility(bias: AttentionBias) -> Tensor:
-    """Which (query, key) pairs an AttentionBias lets through, (..., Lq, Lk) bool."""
+    """Which (query, key) pairs an AttentionBias lets through: (B, Lq, Lk) bool with key
+    padding, else (..., Lq, Lk) as its mask."""
     tensors = [t for t in (bias.mask, bias.attention_mask) if t is not None]
     device = tensors[0].device if tensors else "cpu"
-    visible = bias.visible(device)
+    visible = bias.visible(device, n_lead=1)
     full = torch.ones(bias.lq, bias.lk, dtype=torch.bool, device=device)
     return full if visible is None else full & visible

@@ -72,11 +72,15 @@ def alibi_slopes(n_heads: int) -> Tensor:
     return torch.tensor(power_of_two(lower) + extra)
 
 
-def alibi_bias(n_heads: int, lq: int, lk: int | None = None) -> Tensor:
+def alibi_bias(
+    n_heads: int, lq: int, lk: int | None = None, *, device: torch.device | str | None = None
+) -> Tensor:
     """Additive bias (H, Lq, Lk): −m_h·(i − j) for keys at or before the query (end-aligned,
-    like the causal mask), 0 for later keys (combine with a causal mask to block them)."""
-    lk = lq if lk is None else lk
-    i = torch.arange(lq)[:, None] + (lk - lq)
-    j = torch.arange(lk)[None, :]
-    distance = (i - j).clamp(min=0).float()  # (Lq, Lk)
-    return -alibi_slopes(n_heads)[:, None, None] * distance  # (H, Lq, Lk)
+    like the causal mask), 0 for later keys (combine with a causal mask to block them). The same
+    numbers attention adds for ``alibi_slopes=alibi_slopes(H)``
+    (:class:`attnlab.functional.bias.AttentionBias`)."""
+    from attnlab.functional.bias import AttentionBias
+
+    slopes = alibi_slopes(n_heads).to(device)
+    bias = AttentionBias.build(lq, lq if lk is None else lk, alibi_slopes=slopes)
+    return bias.dense(torch.float32, slopes.device)  # (H, Lq, Lk)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlab.functional.positional import alibi_bias, apply_rope, sinusoidal_table
+from attnlab.functional.bias import AttentionBias
+from attnlab.functional.positional import alibi_slopes, apply_rope, sinusoidal_table
 
 __all__ = [
     "ALiBi",
@@ -77,6 +78,8 @@ class ALiBi(nn.Module):
     def __init__(self, n_heads: int) -> None:
         super().__init__()
         self.n_heads = n_heads
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)  # (H,)
 
-    def forward(self, lq: int, lk: int | None = None) -> Tensor:
-        return alibi_bias(self.n_heads, lq, lk)
+    def forward(self, lq: int, lk: int | None = None) -> Tensor:  # → (H, Lq, Lk)
+        bias = AttentionBias.build(lq, lq if lk is None else lk, alibi_slopes=self.slopes)
+        return bias.dense(self.slopes.dtype, self.slopes.device)

@@ -1,6 +1,8 @@
 """scaled_dot_product_attention against PyTorch's SDPA and an independent softmax written here."""
 
 import math
+import warnings
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlab import masks, observe, scaled_dot_product_attention
+from attnlab import MultiHeadAttention, capture, masks, observe, scaled_dot_product_attention
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10, torch.bfloat16: 3e-2}
 
@@ -39,51 +41,100 @@ def end_aligned_causal(lq, lk):
 def attention_case(draw):
     lead = draw(st.sampled_from([(), (2,), (2, 3), (1, 2, 2)]))
     lq, lk = draw(st.integers(1, 9)), draw(st.integers(1, 9))
-    d = draw(st.sampled_from([1, 4, 8]))
-    mask_kind = draw(st.sampled_from(["none", "bool", "float", "padding"]))
+    d_k, d_v = draw(st.sampled_from([1, 4, 8])), draw(st.sampled_from([1, 3, 4, 8]))
+    mask_kind = draw(st.sampled_from(["none", "bool", "float", "padding", "empty_row"]))
     causal = draw(st.booleans())
     need_weights = draw(st.booleans())
+    grad = draw(st.booleans())  # autograd on q, k, v: another kernel for weights
+    captured = draw(st.booleans())  # an attention capture active: another kernel for weights
     scale = draw(st.sampled_from([None, 0.5]))
-    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))
     k_lead = lead[-1:] if draw(st.booleans()) and lead else lead  # broadcast keys
-    return lead, k_lead, lq, lk, d, mask_kind, causal, need_weights, scale, dtype
+    return Case(lead, k_lead, lq, lk, d_k, d_v, mask_kind, causal, need_weights, grad,
+                captured, scale, dtype)  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
-@given(attention_case(), st.integers(0, 2**31 - 1))
-def test_matches_independent_softmax(case, seed):
-    lead, k_lead, lq, lk, d, mask_kind, causal, need_weights, scale, dtype = case
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(*lead, lq, d, generator=g, dtype=dtype)
-    k = torch.randn(*k_lead, lk, d, generator=g, dtype=dtype)
-    v = torch.randn(*k_lead, lk, d, generator=g, dtype=dtype)
+class Case(NamedTuple):
+    lead: tuple
+    k_lead: tuple
+    lq: int
+    lk: int
+    d_k: int
+    d_v: int
+    mask_kind: str
+    causal: bool
+    need_weights: bool
+    grad: bool
+    captured: bool
+    scale: float | None
+    dtype: torch.dtype
+
+
+def make_mask(c, g):
+    """(mask for attnlab, visible (…, Lq, Lk) bool for the oracle, float bias or None)."""
+    lq, lk = c.lq, c.lk
     visible = torch.ones(lq, lk, dtype=torch.bool)
-    mask = None
-    if mask_kind == "bool":
+    if c.mask_kind in ("bool", "empty_row"):
         mask = torch.rand(lq, lk, generator=g) > 0.3
-        visible = mask
-    elif mask_kind == "float":
-        mask = torch.randn(lq, lk, generator=g, dtype=dtype)
+        if c.mask_kind == "empty_row":
+            mask[torch.randint(0, lq, (), generator=g)] = False  # a query that sees nothing
+        return mask, mask, None
+    if c.mask_kind == "float":
+        mask = torch.randn(lq, lk, generator=g, dtype=c.dtype)
         mask = mask.masked_fill(torch.rand(lq, lk, generator=g) < 0.2, -math.inf)
-        visible = mask > -math.inf
-    elif mask_kind == "padding" and lead:
-        lengths = torch.randint(0, lk + 1, (lead[0],), generator=g)
-        mask = masks.padding_from_lengths(lengths, lk).reshape(lead[0], *([1] * len(lead)), lk)
-        visible = mask
-    if causal:
-        visible = visible & end_aligned_causal(lq, lk)
-    s = d**-0.5 if scale is None else scale
-    bias = mask if mask is not None and mask.dtype != torch.bool else None
-    expected_out, expected_w = plain_attention(q, k, v, visible, s, bias)
-    out, weights = scaled_dot_product_attention(
-        q, k, v, mask, causal=causal, scale=scale, need_weights=need_weights
-    )
-    tol = TOL[dtype]
+        return mask, mask > -math.inf, mask
+    if c.mask_kind == "padding" and c.lead:
+        lengths = torch.randint(0, lk + 1, (c.lead[0],), generator=g)
+        mask = masks.padding_from_lengths(lengths, lk).reshape(c.lead[0], *[1] * len(c.lead), lk)
+        return mask, mask, None
+    return None, visible, None
+
+
+def run_attention(q, k, v, mask, c):
+    """attnlab's attention on the route the case selects (capture on or off)."""
+    kwargs = {"causal": c.causal, "scale": c.scale, "need_weights": c.need_weights}
+    if not c.captured:
+        return scaled_dot_product_attention(q, k, v, mask, **kwargs)
+    with warnings.catch_warnings(), capture(MultiHeadAttention(8, 1)):
+        warnings.simplefilter("ignore")  # routes that keep no map warn that none was captured
+        return scaled_dot_product_attention(q, k, v, mask, **kwargs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(attention_case(), st.integers(0, 2**31 - 1))
+def test_matches_independent_softmax(c, seed):
+    """Output, weights and (with autograd) gradients of q, k, v equal a float64 softmax written
+    here, on every kernel: fused, blocked, flash+lse (capture), reference (autograd), PyTorch SDPA
+    (d_k ≠ d_v), with masks, end-aligned causal, broadcast keys and rows that see nothing."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(*c.lead, c.lq, c.d_k, generator=g, dtype=torch.float64).to(c.dtype)
+    k = torch.randn(*c.k_lead, c.lk, c.d_k, generator=g, dtype=torch.float64).to(c.dtype)
+    v = torch.randn(*c.k_lead, c.lk, c.d_v, generator=g, dtype=torch.float64).to(c.dtype)
+    mask, visible, bias = make_mask(c, g)
+    if c.causal:
+        visible = visible & end_aligned_causal(c.lq, c.lk)
+    s = c.d_k**-0.5 if c.scale is None else c.scale
+    leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    expected_out, expected_w = plain_attention(*leaves, visible, s, bias)
+    if c.grad:
+        q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
+    out, weights = run_attention(q, k, v, mask, c)
+    tol = TOL[c.dtype]
+    assert out.dtype == c.dtype and out.shape == expected_out.shape
     torch.testing.assert_close(out.double(), expected_out, atol=tol, rtol=tol)
-    if need_weights:
+    if c.need_weights:
+        assert weights.shape == expected_w.shape
         torch.testing.assert_close(weights.double(), expected_w, atol=tol, rtol=tol)
     else:
         assert weights is None
+    # known gap, see test_float_mask_with_an_empty_row_gives_finite_gradients_with_weights
+    gap = c.need_weights and bias is not None and not bool(visible.any(-1).all())
+    if c.grad and c.dtype != torch.bfloat16 and not gap:
+        probe = torch.randn(expected_out.shape, generator=g, dtype=torch.float64)
+        want = torch.autograd.grad((expected_out * probe).sum(), leaves)
+        got = torch.autograd.grad((out.double() * probe).sum(), (q, k, v))
+        for name, a, b in zip("qkv", got, want, strict=True):
+            torch.testing.assert_close(a.double(), b, atol=10 * tol, rtol=10 * tol, msg=name)
 
 
 @settings(max_examples=60, deadline=None)
@@ -123,6 +174,24 @@ def test_fully_masked_rows_give_zero_not_nan(need_weights, grad, dtype):
     if grad:
         out.sum().backward()
         assert not q.grad.isnan().any()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reference kernel: softmax of an all -inf row is NaN before torch.where zeroes it, "
+    "and its backward turns the NaN into NaN gradients of q and k",
+)
+def test_float_mask_with_an_empty_row_gives_finite_gradients_with_weights():
+    q, k, v = (torch.randn(1, 1, 3, 4, dtype=torch.float64, requires_grad=True) for _ in "qkv")
+    bias = torch.zeros(3, 3, dtype=torch.float64)
+    bias[1] = -math.inf  # query 1 sees nothing
+    out, _ = scaled_dot_product_attention(q, k, v, bias, need_weights=True)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    want_out, _ = plain_attention(*leaves, bias > -math.inf, 0.5, bias)
+    got = torch.autograd.grad(out.sum(), (q, k, v))
+    want = torch.autograd.grad(want_out.sum(), leaves)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_fully_masked_padding_sample_gives_zero():
@@ -249,11 +318,24 @@ def test_dropout_only_in_training_and_weights_are_before_dropout():
     torch.testing.assert_close(w.sum(-1), torch.ones(1, 1, 6))
 
 
-def test_value_size_may_differ_from_key_size():
-    q, k, v = torch.randn(2, 5, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 3)
-    out, w = scaled_dot_product_attention(q, k, v, need_weights=True)
-    assert out.shape == (2, 5, 3)
-    torch.testing.assert_close(out, w @ v)
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_value_size_may_differ_from_key_size(need_weights, grad, causal):
+    """d_v ≠ d_k on every route: the default scale is 1/√d_k (never d_v), the mask and the
+    end-aligned causal mask apply, and the output has d_v columns."""
+    q = torch.randn(2, 2, 5, 8, dtype=torch.float64, requires_grad=grad)
+    k = torch.randn(2, 2, 6, 8, dtype=torch.float64, requires_grad=grad)
+    v = torch.randn(2, 2, 6, 3, dtype=torch.float64, requires_grad=grad)
+    mask = torch.rand(2, 1, 5, 6) > 0.3
+    mask[0, 0, 2] = False  # a query that sees nothing
+    visible = mask & end_aligned_causal(5, 6) if causal else mask
+    want_out, want_w = plain_attention(q.detach(), k.detach(), v.detach(), visible, 8**-0.5)
+    out, w = scaled_dot_product_attention(q, k, v, mask, causal=causal, need_weights=need_weights)
+    assert out.shape == (2, 2, 5, 3)
+    torch.testing.assert_close(out.detach(), want_out, atol=1e-10, rtol=1e-10)
+    if need_weights:
+        torch.testing.assert_close(w.detach(), want_w, atol=1e-10, rtol=1e-10)
 
 
 def test_dropout_in_training_with_mask_and_causal():

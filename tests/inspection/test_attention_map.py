@@ -1,13 +1,16 @@
 """Every AttentionMap operation equals a dense softmax computed independently here."""
 
+import functools
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from transformers import GPT2Config, GPT2LMHeadModel
 
-from attnlab import observe, scaled_dot_product_attention
+from attnlab import MultiHeadAttention, capture, observe, scaled_dot_product_attention
 from attnlab.inspection.attention_map import AttentionMap
 
 
@@ -120,8 +123,112 @@ def test_load_refuses_other_files(tmp_path):
         AttentionMap.load(path)
 
 
-def test_to_and_cpu_keep_values_close():
-    q, k, v = (torch.randn(1, 1, 5, 4) for _ in range(3))
-    amap = make_map(q, k, v)
-    torch.testing.assert_close(amap.to(torch.float64).dense(), amap.dense().double())
-    torch.testing.assert_close(amap.cpu().dense(), amap.dense())
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
+
+
+def tiny_gpt2_pair(device):
+    """A Hugging Face GPT-2 with SDPA attention (captured) and the same weights in eager
+    attention (the oracle: its ``output_attentions`` are softmax(QKᵀ/√d)·mask written out)."""
+    sizes = {"vocab_size": 50, "n_positions": 32, "n_embd": 32, "n_layer": 2, "n_head": 4}
+    torch.manual_seed(0)
+    sdpa = GPT2LMHeadModel(GPT2Config(**sizes, attn_implementation="sdpa")).eval()
+    eager = GPT2LMHeadModel(GPT2Config(**sizes, attn_implementation="eager")).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    return sdpa.to(device), eager.to(device)
+
+
+def pooled_oracle(w, size):
+    """Mean of each ceil(L/size)-sized block of (query, key) pairs, by explicit loops."""
+    lq, lk = w.shape[-2:]
+    fq, fk = -(-lq // size), -(-lk // size)
+    return torch.stack(
+        [torch.stack([w[..., i:i + fq, j:j + fk].mean((-1, -2)) for j in range(0, lk, fk)], -1)
+         for i in range(0, lq, fq)], -2,
+    )  # fmt: skip
+
+
+def entropy_oracle(w):
+    return -torch.where(w > 0, w * w.log(), torch.zeros_like(w)).sum(-1)
+
+
+def assert_map_equals(amap, expected, tol=1e-5):
+    """Every slice and reduction of ``amap`` equals the one computed from ``expected`` (B, H,
+    Lq, Lk) (float64, independent of attnlab)."""
+    B, H, Lq, Lk = expected.shape
+    close = functools.partial(torch.testing.assert_close, atol=tol, rtol=tol, check_dtype=False)
+    assert amap.shape == (B, H, Lq, Lk)
+    got = amap.dense()
+    close(got.double().cpu(), expected.cpu())
+    close(amap.rows(1, Lq - 1).double().cpu(), expected[:, :, 1 : Lq - 1].cpu())
+    close(amap.rows(0, 3, heads=slice(1, 3)).double().cpu(), expected[:, 1:3, :3].cpu())
+    close(amap.head(H - 1).double().cpu(), expected[:, H - 1].cpu())
+    close(amap.query(-1).double().cpu(), expected[:, :, -1].cpu())
+    values, indices = amap.topk(3)
+    close(values.double().cpu(), expected.topk(3, dim=-1).values.cpu())
+    picked = expected.cpu().gather(-1, indices.cpu().long())  # ties may pick other keys
+    close(picked, expected.topk(3, dim=-1).values.cpu())
+    close(amap.entropy().double().cpu(), entropy_oracle(expected).cpu(), atol=10 * tol)
+    close(amap.pooled(4).double().cpu(), pooled_oracle(expected, 4).cpu())
+    close(amap.mean_over_heads().double().cpu(), expected.mean(1).cpu())
+    close(amap.received().double().cpu(), expected.sum(2).cpu(), atol=10 * tol)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("device", DEVICES)
+def test_captured_map_equals_hugging_face_eager_attentions(device, padded, tmp_path):
+    """Maps captured from GPT-2 (causal; with a right-padded batch the mask carries the causal
+    triangle, without it the map's causal flag does) against the eager model's
+    output_attentions; saved and loaded, moved to float64 and to the CPU, still equal to them."""
+    sdpa, eager = tiny_gpt2_pair(device)
+    ids = torch.randint(0, 50, (2, 11), device=device)
+    attention_mask = torch.ones(2, 11, dtype=torch.long, device=device)
+    if padded:
+        attention_mask[1, 8:] = 0  # sample 1 has 8 real tokens
+    with torch.no_grad():
+        expected = eager(ids, attention_mask=attention_mask, output_attentions=True).attentions
+        with capture(sdpa) as maps:
+            sdpa(ids, attention_mask=attention_mask)
+    assert list(maps) == ["transformer.h.0.attn", "transformer.h.1.attn"]
+    for (name, amap), want in zip(maps.items(), expected, strict=True):
+        want = want.double()
+        assert_map_equals(amap, want)
+        loaded = AttentionMap.load(amap.cpu().save(tmp_path / f"{name}.safetensors"))
+        assert_map_equals(loaded, want)
+        assert_map_equals(amap.to(torch.float64), want)
+        assert_map_equals(amap.cpu(), want)
+
+
+def softmax_from_module_weights(mha, query, key, mask):
+    """The weights of an attnlab MultiHeadAttention computed from its parameters in float64:
+    q = query·W_Qᵀ + b_Q, k = key·W_Kᵀ + b_K, heads split, GQA heads repeated, masked softmax."""
+    H, H_kv = mha.n_heads, mha.n_kv_heads
+    d_h = mha.d_model // H
+    q = F.linear(query.double(), mha.q_proj.weight.double(), mha.q_proj.bias.double())
+    k = F.linear(key.double(), mha.k_proj.weight.double(), mha.k_proj.bias.double())
+    q = q.unflatten(-1, (H, d_h)).transpose(1, 2)  # (B, H, T, d_h)
+    k = k.unflatten(-1, (H_kv, d_h)).transpose(1, 2).repeat_interleave(H // H_kv, dim=1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(d_h)
+    return torch.softmax(scores.masked_fill(~mask, -math.inf), -1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_captured_cross_attention_map_equals_softmax_of_the_module_weights(device, tmp_path):
+    """attnlab's own layer: grouped-query cross-attention, Lq ≠ Lk, a per-sample key mask."""
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.attn = MultiHeadAttention(16, 4, n_kv_heads=2, kdim=12, vdim=12).eval().to(device)
+    query = torch.randn(2, 7, 16, device=device)
+    key = torch.randn(2, 9, 12, device=device)
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool, device=device)
+    mask[0, ..., 5:] = False  # sample 0: keys 5.. are padding
+    with torch.no_grad(), capture(model) as maps:
+        model.attn(query, key, mask=mask)
+    expected = softmax_from_module_weights(model.attn, query, key, mask)
+    assert_map_equals(maps["attn"], expected)
+    loaded = AttentionMap.load(maps["attn"].cpu().save(tmp_path / "attn.safetensors"))
+    assert_map_equals(loaded, expected)

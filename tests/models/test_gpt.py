@@ -9,13 +9,36 @@ def gpt():
     return GPT(GPTConfig(vocab_size=50, max_len=32, n_layers=2, n_heads=4, d_model=32)).eval()
 
 
-def test_forward_shapes_and_loss(gpt):
+def mean_nll_written_out(logits, targets):
+    """−(1/N)·Σ log softmax(logits[b, t])[targets[b, t]] over the N positions whose target is
+    not −100, in float64 with an explicit log-sum-exp: no call to a loss function."""
+    total, count = 0.0, 0
+    for b in range(targets.shape[0]):
+        for t in range(targets.shape[1]):
+            target = int(targets[b, t])
+            if target == -100:
+                continue
+            row = logits[b, t].double()
+            peak = row.max()
+            log_z = peak + (row - peak).exp().sum().log()
+            total -= float(row[target] - log_z)
+            count += 1
+    return total / count
+
+
+def test_loss_is_the_mean_log_likelihood_of_the_scored_targets(gpt):
+    """targets[b, t] is scored against logits[b, t] (the caller shifts, not the model);
+    positions with target −100 count neither in the sum nor in the mean."""
+    with torch.no_grad():  # spread the logits (≈ uniform at init) so each target matters
+        gpt.lm_head.weight.mul_(10)
     ids = torch.randint(0, 50, (3, 10))
-    out = gpt(ids, targets=ids)
+    targets = torch.randint(0, 50, (3, 10))
+    targets[0, :6] = -100
+    targets[2, [1, 7]] = -100
+    out = gpt(ids, targets=targets)
     assert out.logits.shape == (3, 10, 50)
-    assert out.loss.item() == pytest.approx(
-        torch.nn.functional.cross_entropy(out.logits.flatten(0, 1), ids.flatten()).item()
-    )
+    expected = mean_nll_written_out(out.logits.detach(), targets)
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_changing_future_tokens_never_changes_earlier_outputs(gpt):

@@ -1,6 +1,8 @@
 """The interactive page in a real browser: Debian's Chromium driven by playwright."""
 
+import json
 import shutil
+from html.parser import HTMLParser
 
 import pytest
 
@@ -98,9 +100,66 @@ def test_long_text_page_stays_small(tmp_path):
     assert len(html.encode()) < 10 * 2**20
 
 
-def test_notebook_repr_is_an_isolated_iframe():
-    html = Page(fake_payload(5))._repr_html_()
-    assert html.startswith("<iframe srcdoc=") and "<script" not in html.split('"')[0]
+class Tags(HTMLParser):
+    """Start tags as a browser's tokenizer sees them: (tag, attributes with entities decoded),
+    and the text inside each <script> element."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.scripts, self._in_script = [], [], False
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = True
+            self.scripts.append((dict(attrs), ""))
+
+    def handle_endtag(self, tag):
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data):
+        if self._in_script:
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+
+
+def evil_payload():
+    p = fake_payload(4)
+    tokens = ("<script>alert(1)</script>", '" onload="alert(2)', "&amp;", "</iframe><b>x</b>")
+    return type(p)(tokens[0], tokens, p.layers, p.maps, p.pool, p.top_indices, p.top_weights)
+
+
+@pytest.mark.parametrize("payload", [fake_payload(5), evil_payload()], ids=["plain", "evil"])
+def test_notebook_repr_is_one_iframe_holding_the_whole_page(payload):
+    """Inline in Jupyter: one iframe and nothing else (no script runs in the notebook's own
+    page); its srcdoc, once the attribute is decoded, is the self-contained page: the data and
+    the page's JavaScript inline, nothing loaded from elsewhere, every token intact."""
+    outer = Tags(Page(payload)._repr_html_())
+    assert [tag for tag, _ in outer.tags] == ["iframe"]
+    srcdoc = outer.tags[0][1]["srcdoc"]
+    assert srcdoc == render_page(payload)
+    inner = Tags(srcdoc)
+    assert not any("src" in attrs or "href" in attrs for _, attrs in inner.tags)
+    (data_attrs, data), (js_attrs, js) = inner.scripts  # exactly two scripts: data, then code
+    assert data_attrs.get("type") == "application/json" and js_attrs == {}
+    assert "document" in js and len(js) > 1000  # the page's code, not a loader
+    assert [t["tokens"] for t in json.loads(data)["texts"]] == [list(payload.tokens)]
+
+
+def test_notebook_repr_renders_the_page_in_a_browser_without_running_tokens(browser):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    page.set_content(Page(evil_payload())._repr_html_())
+    frame = page.frame_locator("iframe")
+    frame.locator("body[data-rendered]").wait_for(timeout=10_000)
+    text = frame.locator("#panels").inner_text()
+    assert "<script>alert(1)</script>" in text and "</iframe><b>x</b>" in text
+    assert frame.locator("#panels b").count() == 0
+    assert page.locator("iframe").count() == 1 and errors == []
 
 
 def test_compare_with_another_model_shape_is_refused():

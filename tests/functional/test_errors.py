@@ -91,25 +91,23 @@ CASES = [
     ("sdpa list mask", lambda: sdpa(q, k, v, [[True]]), TypeError, ["mask", "list"]),
     pytest.param(
         "sdpa k device", lambda: sdpa(q, k.to("meta"), v), ValueError, ["device", "k", "meta"],
-        marks=gap("k on another device than q reaches the kernel"),
     ),
     pytest.param(
         "sdpa mask device", lambda: sdpa(q, k, v, torch.ones(4, 5, dtype=torch.bool,
                                                               device="meta")),
         ValueError, ["mask", "device", "meta"],
-        marks=gap("a mask on another device than q reaches the kernel"),
     ),
     pytest.param(
         "sdpa scale str", lambda: sdpa(q, k, v, scale="0.5"), (TypeError, ValueError),
-        ["scale", "'0.5'"], marks=gap("a str scale fails in a comparison that does not name it"),
+        ["scale", "'0.5'"],
     ),
     pytest.param(
         "sdpa scale bool", lambda: sdpa(q, k, v, scale=True), (TypeError, ValueError),
-        ["scale", "True"], marks=gap("scale=True is taken as 1.0"),
+        ["scale", "True"],
     ),
     pytest.param(
         "sdpa causal str", lambda: sdpa(q, k, v, causal="no"), (TypeError, ValueError),
-        ["causal", "'no'"], marks=gap("causal='no' is truthy and taken as causal=True"),
+        ["causal", "'no'"],
     ),
     # --- MultiHeadAttention(...) ---------------------------------------------------------------
     ("mha d_model 0", lambda: MultiHeadAttention(0, 1), ValueError,
@@ -197,30 +195,26 @@ CASES = [
      ["mask", "2 dimensions", "(3,)"]),
     pytest.param(
         "causal float", lambda: masks.causal(2.5), ValueError, ["lq", "2.5"],
-        marks=gap("a float size fails inside torch.ones"),
     ),
     pytest.param(
         "lengths float", lambda: masks.padding_from_lengths([1.5, 2.0], 3), ValueError,
-        ["lengths", "1.5"], marks=gap("fractional lengths are accepted"),
+        ["lengths", "1.5"],
     ),
     pytest.param(
         "max_len -3", lambda: masks.padding_from_lengths([], -3), ValueError, ["max_len", "-3"],
-        marks=gap("a negative max_len fails inside torch.arange"),
     ),
     pytest.param(
         "masked_out int", lambda: masks.from_masked_out(torch.ones(2, 2, dtype=torch.long)),
         ValueError, ["masked_out", "torch.int64"],
-        marks=gap("an integer mask is returned unchanged, its direction unknown"),
     ),
     pytest.param(
         "combine shapes",
         lambda: masks.combine(torch.ones(2, 3, dtype=torch.bool), torch.ones(4, 5, dtype=torch.bool)),
         ValueError, ["(2, 3)", "(4, 5)"],
-        marks=gap("masks that do not broadcast fail inside & with a message naming neither"),
     ),
     pytest.param(
         "combine int", lambda: masks.combine(torch.ones(2, 3, dtype=torch.long)), ValueError,
-        ["torch.int64"], marks=gap("an integer mask is returned as is"),
+        ["torch.int64"],
     ),
     # --- AttentionMap slicing -----------------------------------------------------------------
     ("map rows < 0", lambda: amap.rows(-1, 2), ValueError, ["query rows", "[0, 5]", "[-1, 2)"]),
@@ -232,27 +226,21 @@ CASES = [
     ("map dense", lambda: amap.dense(max_bytes=10), ValueError, ["max_bytes", "(1, 2, 5, 5)"]),
     pytest.param(
         "map heads slice", lambda: amap.rows(heads=slice(0, 5)), ValueError, ["head", "0:5"],
-        marks=gap("a head slice past H is silently cut to the heads that exist"),
     ),
     pytest.param(
         "map head float", lambda: amap.head(1.0), ValueError, ["head", "1.0"],
-        marks=gap("a float head index fails in tensor indexing"),
     ),
     pytest.param(
         "map topk 0", lambda: amap.topk(0), ValueError, ["k", "0"],
-        marks=gap("topk(0) returns empty tensors"),
     ),
     pytest.param(
         "map topk -1", lambda: amap.topk(-1), ValueError, ["k", "-1"],
-        marks=gap("topk(-1) fails inside torch.topk"),
     ),
     pytest.param(
         "map pooled 0", lambda: amap.pooled(0), ValueError, ["size", "0"],
-        marks=gap("pooled(0) divides by zero"),
     ),
     pytest.param(
         "map pooled -2", lambda: amap.pooled(-2), ValueError, ["size", "-2"],
-        marks=gap("pooled(-2) fails inside torch.zeros"),
     ),
 ]  # fmt: skip
 

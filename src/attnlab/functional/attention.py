@@ -39,7 +39,12 @@ from attnlab.functional import portable
 from attnlab.functional.backends import current_backend, flash_cpu_kernel
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import attention_with_weights, weights_dtype
-from attnlab.functional.checks import check_attention_inputs, check_bias_arguments, leading_shape
+from attnlab.functional.checks import (
+    check_attention_inputs,
+    check_bias_arguments,
+    check_flags,
+    leading_shape,
+)
 from attnlab.functional.padded import padded_flash, prefix_lengths
 from attnlab.functional.reference import reference_attention
 
@@ -98,6 +103,8 @@ def scaled_dot_product_attention(
     """
     given = isinstance(mask, AttentionBias)
     check_attention_inputs(q, k, v, None if given else mask, scale, dropout)
+    if not (type(causal) is type(need_weights) is type(training) is bool):
+        check_flags(causal=causal, need_weights=need_weights, training=training)
     plain = not (causal_alignment != "end" or window is not None or attention_mask is not None
                  or alibi_slopes is not None or softcap is not None)  # fmt: skip
     if given or not plain:

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_attention_inputs", "check_bias_arguments", "leading_shape"]
+__all__ = ["check_attention_inputs", "check_bias_arguments", "check_flags", "leading_shape"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -65,10 +65,19 @@ def check_attention_inputs(
             "the leading (batch, head) dimensions of q, k and v must broadcast; got "
             f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
         ) from None
+    if not q.device == k.device == v.device:
+        raise ValueError(
+            f"q, k and v must be on one device; got q on {q.device}, k on {k.device}, v on "
+            f"{v.device}"
+        )
     if mask is not None:
         _check_mask(mask, q, k)
-    if scale is not None and not (scale > 0 and scale != float("inf")):
-        raise ValueError(f"scale must be a positive finite number; got {scale}")
+    if scale is not None and (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not (scale > 0 and scale != float("inf"))
+    ):
+        raise ValueError(f"scale must be a positive finite number; got {scale!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout}")
 
@@ -86,6 +95,7 @@ def _common_case(
         and type(q) is type(k) is type(v) is torch.Tensor
         and q.dtype == k.dtype == v.dtype == torch.float32
         and q.dim() == k.dim() == v.dim() == 4
+        and q.device == k.device == v.device
         and q.shape[:2] == k.shape[:2] == v.shape[:2]
         and q.shape[3] == k.shape[3]
         and k.shape[2] == v.shape[2]
@@ -100,6 +110,8 @@ def _check_mask(mask: Tensor, q: Tensor, k: Tensor) -> None:
             "mask must be bool (True = may attend) or floating point (added to the scores); "
             f"got dtype {mask.dtype}. For 0/1 integer masks use mask.bool()"
         )
+    if mask.device != q.device:
+        raise ValueError(f"mask must be on q's device {q.device}; got a mask on {mask.device}")
     lq, lk = q.shape[-2], k.shape[-2]
     expected = (*leading_shape(q, k, k, None), lq, lk)
     if mask.dim() < 1 or mask.dim() > len(expected):
@@ -174,3 +186,10 @@ def check_bias_arguments(
             )
     if softcap is not None and not (isinstance(softcap, int | float) and 0 < softcap < math.inf):
         raise ValueError(f"softcap must be a positive finite number; got {softcap!r}")
+
+
+def check_flags(**flags: object) -> None:
+    """Boolean switches must be booleans: ``causal="no"`` would otherwise count as True."""
+    for name, value in flags.items():
+        if type(value) is not bool:
+            raise ValueError(f"{name} must be True or False; got {value!r}")

@@ -36,8 +36,11 @@ def causal(lq: int, lk: int | None = None, *, device: torch.device | str | None 
     (new queries come after Lk - Lq cached keys).
     """
     lk = lq if lk is None else lk
-    if lq < 0 or lk < 0:
-        raise ValueError(f"causal mask sizes must be non-negative; got lq={lq}, lk={lk}")
+    for name, size in (("lq", lq), ("lk", lk)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(
+                f"causal mask sizes must be non-negative integers; got {name}={size!r}"
+            )
     return torch.ones(lq, lk, dtype=torch.bool, device=device).tril(diagonal=lk - lq)
 
 
@@ -47,6 +50,11 @@ def from_masked_out(masked_out: Tensor) -> Tensor:
     in both conventions and are returned unchanged."""
     if masked_out.dtype == torch.bool:
         return ~masked_out
+    if not masked_out.is_floating_point():
+        raise ValueError(
+            f"masked_out must be bool (True = masked out) or float (additive); got dtype "
+            f"{masked_out.dtype}: which way an integer mask points is unknown, use .bool()"
+        )
     return masked_out
 
 
@@ -72,6 +80,13 @@ def padding_from_lengths(
     """Key-padding mask (B, 1, 1, Lk) from sequence lengths: True for the first ``lengths[b]``
     keys of each row (real tokens), False for the padding after them."""
     lengths = torch.as_tensor(lengths, device=device)
+    if lengths.is_floating_point():
+        fractional = lengths[lengths != lengths.round()]
+        if fractional.numel():
+            raise ValueError(f"lengths must be whole numbers; got {fractional[0].item()}")
+        lengths = lengths.long()
+    if max_len is not None and (not isinstance(max_len, int) or max_len < 0):
+        raise ValueError(f"max_len must be a non-negative integer; got {max_len!r}")
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,); got shape {tuple(lengths.shape)}")
     longest = int(lengths.max()) if lengths.numel() else 0
@@ -102,6 +117,16 @@ def combine(*masks: Tensor | None) -> Tensor | None:
     present = [m for m in masks if m is not None]
     if not present:
         return None
+    for m in present:
+        if m.dtype != torch.bool and not m.is_floating_point():
+            raise ValueError(
+                f"masks must be bool (True = may attend) or float (additive); got dtype {m.dtype}"
+            )
+    try:
+        torch.broadcast_shapes(*(m.shape for m in present))
+    except RuntimeError:
+        shapes = ", ".join(str(tuple(m.shape)) for m in present)
+        raise ValueError(f"masks must broadcast to one shape; got {shapes}") from None
     if all(m.dtype == torch.bool for m in present):
         out = present[0]
         for m in present[1:]:

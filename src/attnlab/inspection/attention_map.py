@@ -109,6 +109,7 @@ class AttentionMap:
 
     def topk(self, k: int) -> tuple[Tensor, Tensor]:
         """The k largest weights of every query row and their key indices: (B, H, Lq, k) each."""
+        _positive_int("k", k)
         k = min(k, self.shape[3])
         values, indices = zip(*(tile.topk(k, dim=-1) for _, _, tile in self._blocks()), strict=True)
         return torch.cat(values, dim=2), torch.cat(indices, dim=2)
@@ -135,6 +136,7 @@ class AttentionMap:
     def pooled(self, size: int) -> Tensor:
         """The map average-pooled to at most (size, size) per head: (B, H, ≤size, ≤size), for
         pictures of long texts. Each cell is the mean weight of its block of (query, key) pairs."""
+        _positive_int("size", size)
         B, H, Lq, Lk = self.shape
         fq, fk = math.ceil(Lq / size), math.ceil(Lk / size)
         out_q, out_k = math.ceil(Lq / fq), math.ceil(Lk / fk)
@@ -216,9 +218,20 @@ class AttentionMap:
 
     def _heads(self, heads: slice | int) -> slice:
         H = self.shape[1]
-        if isinstance(heads, int):
-            if not -H <= heads < H:
-                raise ValueError(f"head index must lie in [0, {H}); got {heads}")
-            heads %= H
-            return slice(heads, heads + 1)
-        return heads
+        if isinstance(heads, slice):
+            start, stop, _ = heads.indices(H)
+            given = f"{heads.start or 0}:{H if heads.stop is None else heads.stop}"
+            if (heads.stop is not None and heads.stop > H) or start > stop:
+                raise ValueError(f"head slice must lie within [0, {H}); got {given}")
+            return heads
+        if isinstance(heads, bool) or not isinstance(heads, int):
+            raise ValueError(f"head index must be an int or a slice; got {heads!r}")
+        if not -H <= heads < H:
+            raise ValueError(f"head index must lie in [0, {H}); got {heads}")
+        heads %= H
+        return slice(heads, heads + 1)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")

@@ -14,11 +14,13 @@ H heads, H_kv key/value heads (grouped-query attention), d_h = D / H head size.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
 from attnlab.functional.linear import linear, transposed_layout
+from attnlab.hooks import HookPoint, apply_linear, call_hook, has_hooks
 from attnlab.nn.kv_cache import LayerKVCache
 
 __all__ = ["MultiHeadAttention"]
@@ -44,6 +46,24 @@ class MultiHeadAttention(nn.Module):
         dropout: dropout on the attention weights during training.
         scale: multiplies the scores; default 1/√d_h. (1.0 reproduces "forgetting the scaling",
             one of the notes' pitfalls; see the ``scaling`` experiment.)
+
+    Hook points (identity modules, see :mod:`attnlab.hooks`; a forward hook's non-None return
+    replaces the value):
+
+    * ``hook_q`` (B, H, T, d_h): queries split into heads. (No positional rotation happens
+      inside this module; a rotation added here must come before the hook.)
+    * ``hook_k``, ``hook_v`` (B, H_kv, S, d_h): keys / values with their own H_kv heads, before
+      the grouped-query expansion to H. With ``kv_cache`` they see the **new positions only**,
+      before they are appended, so a replacement is what the cache stores.
+    * ``hook_pattern`` (B, H, T, S): the attention weights. Computed only when a hook is
+      attached here (or globally): the kernel is then asked for ``need_weights=True``. A
+      replacement pattern P takes effect: the output is recomputed as P·v (with dropout on P
+      in training, as the kernel does).
+    * ``hook_z`` (B, T, H, d_h): per-head outputs before W_O; a replacement takes effect.
+    * ``hook_out`` (B, T, D): after W_O.
+
+    Forward hooks on ``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` fire: the fused
+    projection path steps aside when any hook is attached (:func:`attnlab.hooks.apply_linear`).
     """
 
     def __init__(
@@ -92,6 +112,12 @@ class MultiHeadAttention(nn.Module):
         # Inference cache of [W_Q; W_K; W_V] stacked (see _stacked_qkv); not a parameter.
         self._stacked: tuple[Tensor, Tensor | None] = (torch.empty(0), None)
         self._stacked_key: tuple | None = None
+        self.hook_q = HookPoint()  # (B, H, T, d_h)
+        self.hook_k = HookPoint()  # (B, H_kv, S_new, d_h)
+        self.hook_v = HookPoint()  # (B, H_kv, S_new, d_h)
+        self.hook_pattern = HookPoint()  # (B, H, T, S)
+        self.hook_z = HookPoint()  # (B, T, H, d_h)
+        self.hook_out = HookPoint()  # (B, T, D)
 
     def forward(
         self,
@@ -139,36 +165,61 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         H, H_kv, d_h = self.n_heads, self.n_kv_heads, self.head_dim
         observe.emit_step("x", query)
-        if key is query and value is query and self.kdim == self.vdim == self.d_model:
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if (
+            key is query and value is query and self.kdim == self.vdim == self.d_model
+            and not any(has_hooks(p) for p in projections)
+        ):  # fmt: skip
             q, k, v = self._project_self(query)  # one GEMM for W_Q, W_K, W_V
         else:
-            q = linear(query, self.q_proj.weight, self.q_proj.bias)  # (B, T, D)
-            k = linear(key, self.k_proj.weight, self.k_proj.bias)  # (B, S, H_kv·d_h)
-            v = linear(value, self.v_proj.weight, self.v_proj.bias)  # (B, S, H_kv·d_h)
+            q = apply_linear(self.q_proj, query)  # (B, T, D)
+            k = apply_linear(self.k_proj, key)  # (B, S, H_kv·d_h)
+            v = apply_linear(self.v_proj, value)  # (B, S, H_kv·d_h)
         observe.emit_step("q", q)
         q = q.view(B, T, H, d_h).transpose(1, 2)  # (B, T, H, d_h) → (B, H, T, d_h)
         k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         v = v.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         observe.emit_step("heads", q, f"{self.d_model} → {H}×{d_h}")
+        q = call_hook(self.hook_q, q)
+        k = call_hook(self.hook_k, k)
+        v = call_hook(self.hook_v, v)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, H_kv, S_cached + S, d_h)
         if H_kv != H:  # grouped-query: each key/value head serves H / H_kv query heads
             k = k.repeat_interleave(H // H_kv, dim=1)  # (B, H, S, d_h)
             v = v.repeat_interleave(H // H_kv, dim=1)
         attn_mask = self._merge_masks(mask, key_padding_mask, B, T, k.shape[2])
+        pattern_hooked = has_hooks(self.hook_pattern)
+        if pattern_hooked:
+            observe.emit_step("kernel", None, "hook_pattern attached: weights computed")
         out, weights = scaled_dot_product_attention(
             q, k, v, attn_mask, causal=causal, scale=self.scale, dropout=self.dropout,
-            need_weights=need_weights, training=self.training,
+            need_weights=need_weights or pattern_hooked, training=self.training,
         )  # fmt: skip
         # out (B, H, T, d_h); weights (B, H, T, S) or None
-        out = out.transpose(1, 2).reshape(B, T, self.d_model)  # concat heads: (B, T, D)
+        if pattern_hooked:
+            out, weights = self._hook_pattern(out, weights, v, need_weights)
+        z = call_hook(self.hook_z, out.transpose(1, 2))  # (B, H, T, d_h) → (B, T, H, d_h)
+        out = z.reshape(B, T, self.d_model)  # concat heads: (B, T, H, d_h) → (B, T, D)
         observe.emit_step("concat", out, f"{H}×{d_h} → {self.d_model}")
         # W_O, no non-linearity after the concatenation: (B, T, D)
-        out = linear(out, self.out_proj.weight, self.out_proj.bias)
+        out = call_hook(self.hook_out, apply_linear(self.out_proj, out))
         observe.emit_step("out", out)
         if weights is not None and average_weights:
             weights = weights.mean(dim=1)  # (B, T, S)
         return out, weights
+
+    def _hook_pattern(
+        self, out: Tensor, weights: Tensor, v: Tensor, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """Run ``hook_pattern`` on the weights (B, H, T, S); a replaced (or edited in place)
+        pattern P gives the output P·v (B, H, T, d_h) instead of the kernel's."""
+        version = weights._version
+        pattern = self.hook_pattern(weights)
+        if pattern is not weights or pattern._version != version:
+            dropped = F.dropout(pattern, self.dropout, training=self.training)
+            out = dropped.to(v.dtype) @ v  # (B, H, T, S) @ (B, H, S, d_h) → (B, H, T, d_h)
+        return out, pattern if need_weights else None
 
     def _project_self(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention projections as one matmul with [W_Q; W_K; W_V] stacked: the same

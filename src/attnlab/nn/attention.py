@@ -126,7 +126,7 @@ class MultiHeadAttention(nn.Module):
         value: Tensor | None = None,  # (B, S, vdim); None → key
         *,
         mask: Tensor | None = None,  # broadcastable to (B, H, T, S); True = may attend
-        key_padding_mask: Tensor | None = None,  # (B, S); True (or 1) = real token
+        attention_mask: Tensor | None = None,  # (B, S); True (or 1) = real token
         causal: bool = False,
         need_weights: bool = False,
         average_weights: bool = False,
@@ -135,15 +135,16 @@ class MultiHeadAttention(nn.Module):
         """Returns ``(output (B, T, D), weights)``; weights are ``(B, H, T, S)`` per head, or
         ``(B, T, S)`` with ``average_weights``, and None unless ``need_weights``.
 
-        ``key_padding_mask`` follows attnlab's convention, **True = may attend** (a real token),
-        like Hugging Face's ``attention_mask``; PyTorch's ``nn.MultiheadAttention`` uses the
-        opposite one (convert with :func:`attnlab.functional.masks.from_masked_out`).
+        ``attention_mask`` is the padding mask, **True (or 1) = real token** (may be attended),
+        Hugging Face's name and convention; ``nn.MultiheadAttention``'s ``key_padding_mask``
+        uses the opposite one (convert with :func:`attnlab.functional.masks.from_masked_out`).
+        ``mask`` is the full attention mask, True = may attend.
         With ``kv_cache``, the new keys/values are appended and attention runs over the whole
         cache; ``causal`` then aligns to the end (new queries see all cached positions).
         """
         with observe.scope(self):
             return self._forward(
-                query, key, value, mask, key_padding_mask, causal, need_weights,
+                query, key, value, mask, attention_mask, causal, need_weights,
                 average_weights, kv_cache,
             )  # fmt: skip
 
@@ -153,7 +154,7 @@ class MultiHeadAttention(nn.Module):
         key: Tensor | None,
         value: Tensor | None,
         mask: Tensor | None,
-        key_padding_mask: Tensor | None,
+        attention_mask: Tensor | None,
         causal: bool,
         need_weights: bool,
         average_weights: bool,
@@ -188,7 +189,7 @@ class MultiHeadAttention(nn.Module):
         if H_kv != H:  # grouped-query: each key/value head serves H / H_kv query heads
             k = k.repeat_interleave(H // H_kv, dim=1)  # (B, H, S, d_h)
             v = v.repeat_interleave(H // H_kv, dim=1)
-        attn_mask = self._merge_masks(mask, key_padding_mask, B, T, k.shape[2])
+        attn_mask = self._merge_masks(mask, attention_mask, B, T, k.shape[2])
         pattern_hooked = has_hooks(self.hook_pattern)
         if pattern_hooked:
             observe.emit_step("kernel", None, "hook_pattern attached: weights computed")
@@ -278,23 +279,23 @@ class MultiHeadAttention(nn.Module):
 
     @staticmethod
     def _merge_masks(
-        mask: Tensor | None, key_padding_mask: Tensor | None, B: int, T: int, S: int
+        mask: Tensor | None, attention_mask: Tensor | None, B: int, T: int, S: int
     ) -> Tensor | None:
-        if key_padding_mask is None:
+        if attention_mask is None:
             return mask
-        if key_padding_mask.shape != (B, S):
+        if attention_mask.shape != (B, S):
             raise ValueError(
-                f"key_padding_mask must have shape (B, S) = ({B}, {S}); got "
-                f"{tuple(key_padding_mask.shape)}"
+                f"attention_mask must have shape (B, S) = ({B}, {S}); got "
+                f"{tuple(attention_mask.shape)}"
             )
-        if key_padding_mask.dtype != torch.bool:
-            if key_padding_mask.is_floating_point():
+        if attention_mask.dtype != torch.bool:
+            if attention_mask.is_floating_point():
                 raise ValueError(
-                    "key_padding_mask must be bool or integer 0/1 (True/1 = real token); got "
-                    f"dtype {key_padding_mask.dtype}"
+                    "attention_mask must be bool or integer 0/1 (True/1 = real token); got "
+                    f"dtype {attention_mask.dtype}"
                 )
-            key_padding_mask = key_padding_mask != 0
-        padding = key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
+            attention_mask = attention_mask != 0
+        padding = attention_mask[:, None, None, :]  # (B, 1, 1, S)
         if mask is None:
             return padding
         if mask.dtype == torch.bool:

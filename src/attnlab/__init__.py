@@ -5,11 +5,14 @@ Public API (each name documented where it is defined):
 * :func:`scaled_dot_product_attention` — softmax(QKᵀ/√d_k)·V with masks, exact weights on demand
 * :mod:`attnlab.masks` — causal, sliding-window and padding masks (True = may attend)
 * :class:`MultiHeadAttention` — batch-first multi-head / grouped-query attention
+* :mod:`attnlab.hooks` — named hook points: :func:`run_with_cache`, :func:`run_with_hooks`,
+  :func:`ablate_heads`
 """
 
-from attnlab import masks
+from attnlab import hooks, masks
 from attnlab.experiments.causality import check_causal
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
+from attnlab.hooks import HookPoint, ablate_heads, run_with_cache, run_with_hooks
 from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.report import inspect
@@ -32,15 +35,20 @@ __all__ = [
     "EncoderDecoder",
     "EncoderDecoderConfig",
     "GPTConfig",
+    "HookPoint",
     "KVCache",
     "LayerKVCache",
     "ModelOutput",
     "MultiHeadAttention",
     "__version__",
+    "ablate_heads",
     "capture",
     "check_causal",
+    "hooks",
     "inspect",
     "masks",
+    "run_with_cache",
+    "run_with_hooks",
     "scaled_dot_product_attention",
     "trace_shapes",
 ]

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["attention", "mha", "models", "capture", "viz", "floor"])
+@pytest.mark.parametrize(
+    "script", ["attention", "mha", "models", "capture", "viz", "floor", "hooks"]
+)
 def test_benchmark_quick_mode_runs(script):
     done = subprocess.run(
         [sys.executable, "-m", f"benchmarks.{script}", "--quick"],

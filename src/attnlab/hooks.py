@@ -207,7 +207,8 @@ def ablate_heads(
     of ``model.layers[i]`` (GPT, Encoder), or the dotted name of any ``MultiHeadAttention``
     (``"decoder.layers.1.cross_attn"``; an EncoderDecoder has no ``layers``, so its attentions
     are named this way). ``mode="zero"`` sets z to 0; ``"mean"`` to its mean over the batch and
-    the positions of the current call (one vector per head).
+    the positions of the current call (one vector per head; padded positions count too, and a
+    KV-cached decoding step averages its new positions only).
     """
     if mode not in ABLATION_MODES:
         raise ValueError(f"mode must be one of {list(ABLATION_MODES)}; got {mode!r}")

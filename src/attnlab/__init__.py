@@ -8,13 +8,16 @@ Public API (each name documented where it is defined):
 * :func:`backend` — select the attention backend (``"auto"``, ``"flash-cpu"``, ``"blocked"``,
   ``"reference"``, ``"portable"``) for a block of code
 * :class:`AttentionBias` — the one description of masks, causal rule, padding, ALiBi, softcap
+* :mod:`attnlab.hooks` — named hook points: :func:`run_with_cache`, :func:`run_with_hooks`,
+  :func:`ablate_heads`
 """
 
-from attnlab import masks
+from attnlab import hooks, masks
 from attnlab.experiments.causality import check_causal
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
 from attnlab.functional.backends import BACKENDS, backend
 from attnlab.functional.bias import AttentionBias
+from attnlab.hooks import HookPoint, ablate_heads, run_with_cache, run_with_hooks
 from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.report import inspect
@@ -39,16 +42,21 @@ __all__ = [
     "EncoderDecoder",
     "EncoderDecoderConfig",
     "GPTConfig",
+    "HookPoint",
     "KVCache",
     "LayerKVCache",
     "ModelOutput",
     "MultiHeadAttention",
     "__version__",
+    "ablate_heads",
     "backend",
     "capture",
     "check_causal",
+    "hooks",
     "inspect",
     "masks",
+    "run_with_cache",
+    "run_with_hooks",
     "scaled_dot_product_attention",
     "trace_shapes",
 ]

@@ -124,26 +124,21 @@ CASES = [
      ["dropout", "-0.5"]),
     pytest.param(
         "mha n_heads bool", lambda: MultiHeadAttention(8, True), ValueError, ["n_heads", "True"],
-        marks=gap("bool is an int: n_heads=True builds one head"),
     ),
     pytest.param(
         "mha scale -1", lambda: MultiHeadAttention(8, 2, scale=-1.0), ValueError,
-        ["scale", "-1.0"], marks=gap("a bad scale is only refused at the first forward"),
+        ["scale", "-1.0"],
     ),
     pytest.param(
         "mha scale nan", lambda: MultiHeadAttention(8, 2, scale=math.nan), ValueError,
-        ["scale", "nan"], marks=gap("a bad scale is only refused at the first forward"),
+        ["scale", "nan"],
     ),
     pytest.param(
         "mha kdim 0", lambda: MultiHeadAttention(8, 2, kdim=0), ValueError, ["kdim", "0"],
-        marks=[
-            gap("kdim=0 builds a layer whose keys are all its bias"),
-            pytest.mark.filterwarnings("ignore:Initializing zero-element tensors"),
-        ],
+        marks=pytest.mark.filterwarnings("ignore:Initializing zero-element tensors"),
     ),
     pytest.param(
         "mha vdim -3", lambda: MultiHeadAttention(8, 2, vdim=-3), ValueError, ["vdim", "-3"],
-        marks=gap("vdim=-3 fails in torch.empty with a message that does not name vdim"),
     ),
     # --- MultiHeadAttention forward -------------------------------------------------------------
     ("mha 2-d query", lambda: mha(torch.randn(4, 8)), ValueError,
@@ -157,25 +152,21 @@ CASES = [
     pytest.param(
         "mha padding float", lambda: mha(x, **{PAD: torch.ones(1, 4)}), ValueError,
         [PAD, "bool", "torch.float32"],
-        marks=gap("the padding mask's dtype is checked after the q/k/v projections"),
     ),
     pytest.param(
         "mha padding shape", lambda: mha(x, **{PAD: torch.ones(1, 3, dtype=torch.bool)}),
         ValueError, [PAD, "(1, 4)", "(1, 3)"],
-        marks=gap("the padding mask's shape is checked after the q/k/v projections"),
     ),
     pytest.param(
         "mha mask shape", lambda: mha(x, mask=torch.ones(3, 3, dtype=torch.bool)), ValueError,
-        ["mask", "(3, 3)"], marks=gap("the mask's shape is checked after the q/k/v projections"),
+        ["mask", "(3, 3)"],
     ),
     pytest.param(
         "mha float64 query", lambda: mha(x.double()), ValueError,
         ["query", "torch.float64", "torch.float32"],
-        marks=gap("a query in another dtype than the weights fails inside the projection"),
     ),
     pytest.param(
         "mha int query", lambda: mha(x.long()), ValueError, ["query", "torch.int64"],
-        marks=gap("an integer query fails inside the projection"),
     ),
     # --- attnlab.masks ------------------------------------------------------------------------
     ("causal -1", lambda: masks.causal(-1), ValueError, ["lq=-1", "non-negative"]),

@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from attnlab import GPT, EncoderDecoder, EncoderDecoderConfig, GPTConfig
 from attnlab.models.checkpoint import load_model, save_model
@@ -51,3 +53,34 @@ def test_corrupted_weights_are_a_clear_error(tmp_path):
 def test_missing_folder_contents(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an attnlab checkpoint"):
         load_model(tmp_path)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_a_gpt_saved_before_the_decoder_only_layer_class_loads_with_the_same_logits():
+    # Written by the code of f4696b5, when GPT's blocks were EncoderLayers.
+    loaded = load_model(DATA / "gpt_before_hooks")
+    expected = load_file(DATA / "gpt_before_hooks" / "expected.safetensors")
+    assert type(loaded.layers[0]).__name__ == "DecoderOnlyLayer"
+    torch.testing.assert_close(
+        loaded(expected["input_ids"]).logits, expected["logits"], atol=1e-6, rtol=0
+    )
+
+
+def test_an_encoder_decoder_config_saying_tie_output_still_loads():
+    # Written by the code of f4696b5: its config.json says "tie_output", padding was src_...
+    folder = DATA / "encoder_decoder_before_hooks"
+    assert '"tie_output": true' in (folder / "config.json").read_text()
+    loaded = load_model(folder)
+    expected = load_file(folder / "expected.safetensors")
+    assert loaded.config.tie_weights and loaded.output.weight is loaded.decoder.embedding.weight
+    out = loaded(expected["src_ids"], expected["tgt_ids"], attention_mask=expected["src_is_real"])
+    torch.testing.assert_close(out.logits, expected["logits"], atol=1e-6, rtol=0)
+
+
+def test_tie_output_maps_to_tie_weights_and_a_conflict_is_refused():
+    base = {"src_vocab_size": 5, "tgt_vocab_size": 6}
+    assert not EncoderDecoderConfig.from_dict({**base, "tie_output": False}).tie_weights
+    with pytest.raises(ValueError, match="both tie_output=False .* and tie_weights=True"):
+        EncoderDecoderConfig.from_dict({**base, "tie_output": False, "tie_weights": True})

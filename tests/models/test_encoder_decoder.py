@@ -30,7 +30,7 @@ def test_source_padding_is_ignored(model):
     tgt = torch.randint(0, 40, (1, 5))
     with torch.no_grad():
         a = model(src, tgt).logits
-        b = model(padded, tgt, src_padding_mask=is_real).logits
+        b = model(padded, tgt, attention_mask=is_real).logits
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 

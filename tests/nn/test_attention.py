@@ -72,7 +72,7 @@ def test_matches_torch_multihead_attention(attn, kpm, dims, need_weights, averag
         )  # fmt: skip
         out, weights = ours(
             query, key, value, mask=to_attnlab_mask(attn_mask),
-            key_padding_mask=None if key_padding_mask is None else ~key_padding_mask,
+            attention_mask=None if key_padding_mask is None else ~key_padding_mask,
             need_weights=need_weights, average_weights=average,
         )  # fmt: skip
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
@@ -121,7 +121,7 @@ def test_matches_torch_over_random_shapes(heads, batch, t, s, bias, seed):
     kpm[:, 0] = False
     with torch.no_grad():
         expected, expected_w = theirs(q, kv, kv, key_padding_mask=kpm, average_attn_weights=False)
-        out, w = ours(q, kv, key_padding_mask=~kpm, need_weights=True)
+        out, w = ours(q, kv, attention_mask=~kpm, need_weights=True)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(w, expected_w, atol=1e-5, rtol=1e-5)
 
@@ -204,14 +204,14 @@ def test_unbatched_query_is_refused():
         MultiHeadAttention(D, H)(torch.randn(5, 32))
 
 
-def test_key_padding_mask_shape_is_checked():
-    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, S\) = \(2, 5\)"):
-        MultiHeadAttention(D, H)(torch.randn(2, 5, D), key_padding_mask=torch.ones(2, 4))
+def test_attention_mask_shape_is_checked():
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(B, S\) = \(2, 5\)"):
+        MultiHeadAttention(D, H)(torch.randn(2, 5, D), attention_mask=torch.ones(2, 4))
 
 
-def test_float_key_padding_mask_is_refused():
-    with pytest.raises(ValueError, match="key_padding_mask must be bool or integer 0/1"):
-        MultiHeadAttention(D, H)(torch.randn(2, 5, D), key_padding_mask=torch.ones(2, 5))
+def test_float_attention_mask_is_refused():
+    with pytest.raises(ValueError, match="attention_mask must be bool or integer 0/1"):
+        MultiHeadAttention(D, H)(torch.randn(2, 5, D), attention_mask=torch.ones(2, 5))
 
 
 def test_from_torch_refuses_add_bias_kv():

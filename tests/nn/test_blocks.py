@@ -32,7 +32,7 @@ def test_encoder_layer_matches_torch(norm_first, activation):
     padding[1, 5:] = True  # PyTorch: True = padding
     with torch.no_grad():
         expected = theirs(x, src_key_padding_mask=padding)
-        out = ours(x, key_padding_mask=~padding)
+        out = ours(x, attention_mask=~padding)
     real = ~padding
     torch.testing.assert_close(out[real], expected[real], atol=1e-5, rtol=1e-5)
 
@@ -55,7 +55,7 @@ def test_decoder_layer_matches_torch(norm_first):
         expected = theirs(
             x, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=mem_padding
         )
-        out = ours(x, memory, memory_padding_mask=~mem_padding)
+        out = ours(x, memory, encoder_attention_mask=~mem_padding)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 

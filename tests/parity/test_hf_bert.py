@@ -25,7 +25,7 @@ def test_hidden_states_and_attention_match_on_a_padded_batch(pair):
     with torch.no_grad():
         expected = hf(**enc, output_attentions=True, output_hidden_states=True)
         out = ours(
-            enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], output_attentions=True
+            enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], need_weights=True
         )
     real = enc["attention_mask"].bool()
     for a, b in zip(out.hidden_states, expected.hidden_states, strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor
 
@@ -14,8 +14,16 @@ __all__ = ["EncoderConfig", "EncoderDecoderConfig", "GPTConfig", "ModelOutput"]
 
 
 class ModelOutput(NamedTuple):
+    """What GPT and EncoderDecoder return. The attention fields are filled only when the model
+    is called with ``need_weights=True`` (Hugging Face's ``output_attentions``): one
+    (B, H, T, S) tensor per layer, in layer order, with Hugging Face's field names."""
+
     logits: Tensor  # (B, T, V)
     loss: Tensor | None  # mean cross-entropy over targets != -100, when targets are given
+    attentions: tuple[Tensor, ...] | None = None  # GPT: self-attention, (B, H, T, T_total)
+    encoder_attentions: tuple[Tensor, ...] | None = None  # EncoderDecoder: (B, H, S, S)
+    decoder_attentions: tuple[Tensor, ...] | None = None  # EncoderDecoder: (B, H, T, T)
+    cross_attentions: tuple[Tensor, ...] | None = None  # EncoderDecoder: (B, H, T, S)
 
 
 def _positive(config: Any, *names: str) -> None:
@@ -25,13 +33,43 @@ def _positive(config: Any, *names: str) -> None:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
-class _Serialisable:
+# Fields renamed since checkpoints were first written: old name → new name. Configs on users'
+# disks still say the old one; from_dict reads it as the new.
+RENAMED_FIELDS = {"tie_output": "tie_weights"}
+
+
+class _ModelConfig:
+    """Shared by the model configs: (de)serialisation and the per-layer :class:`BlockConfig`."""
+
+    # Fields a config class may lack, with the value its model always uses.
+    norm_first: bool
+    bias: bool
+    d_ff: int | None
+
+    def block(self) -> BlockConfig:
+        """The configuration every layer of the model is built from (d_ff None → 4·D)."""
+        c: Any = self
+        return BlockConfig(
+            c.d_model, c.n_heads, c.d_ff or 4 * c.d_model, dropout=c.dropout,
+            activation=c.activation, norm_first=c.norm_first, layer_norm_eps=c.layer_norm_eps,
+            bias=c.bias,
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        data = dict(data)
+        for old, new in RENAMED_FIELDS.items():
+            if old in data and new in known:
+                if new in data and data[new] != data[old]:
+                    raise ValueError(
+                        f"{cls.__name__} data gives both {old}={data[old]!r} (the old name) and "
+                        f"{new}={data[new]!r}; expected one of them"
+                    )
+                data[new] = data.pop(old)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
@@ -39,7 +77,7 @@ class _Serialisable:
 
 
 @dataclass(frozen=True)
-class GPTConfig(_Serialisable):
+class GPTConfig(_ModelConfig):
     vocab_size: int  # V, token ids lie in [0, V)
     max_len: int = 256  # longest sequence (positional table size)
     n_layers: int = 6  # decoder blocks
@@ -64,12 +102,7 @@ class GPTConfig(_Serialisable):
             )
         self.block()  # validates D % H, dropout, activation
 
-    def block(self) -> BlockConfig:
-        return BlockConfig(
-            self.d_model, self.n_heads, self.d_ff or 4 * self.d_model, dropout=self.dropout,
-            activation=self.activation, norm_first=True, layer_norm_eps=self.layer_norm_eps,
-            bias=self.bias,
-        )  # fmt: skip
+    norm_first: ClassVar[bool] = True  # GPT-2's pre-norm blocks: x + f(LayerNorm(x))
 
     @classmethod
     def preset(cls, name: str, vocab_size: int) -> GPTConfig:
@@ -86,7 +119,7 @@ class GPTConfig(_Serialisable):
 
 
 @dataclass(frozen=True)
-class EncoderConfig(_Serialisable):
+class EncoderConfig(_ModelConfig):
     vocab_size: int  # V
     max_len: int = 512  # positional table size
     n_layers: int = 6
@@ -104,16 +137,11 @@ class EncoderConfig(_Serialisable):
         _positive(self, "vocab_size", "max_len", "n_layers", "n_heads", "d_model", "d_ff")
         self.block()
 
-    def block(self) -> BlockConfig:
-        return BlockConfig(
-            self.d_model, self.n_heads, self.d_ff, dropout=self.dropout,
-            activation=self.activation, norm_first=self.norm_first,
-            layer_norm_eps=self.layer_norm_eps,
-        )  # fmt: skip
+    bias: ClassVar[bool] = True  # BERT has biases in every projection
 
 
 @dataclass(frozen=True)
-class EncoderDecoderConfig(_Serialisable):
+class EncoderDecoderConfig(_ModelConfig):
     src_vocab_size: int  # source vocabulary
     tgt_vocab_size: int  # target vocabulary
     max_len: int = 128  # longest source or target sequence
@@ -125,7 +153,7 @@ class EncoderDecoderConfig(_Serialisable):
     dropout: float = 0.1
     activation: str = "relu"  # the original Transformer's
     norm_first: bool = False  # post-norm: LayerNorm(x + Sublayer(x)), as in the paper
-    tie_output: bool = True  # output projection shares the target embedding matrix
+    tie_weights: bool = True  # output projection shares the target embedding (was tie_output)
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
@@ -135,9 +163,4 @@ class EncoderDecoderConfig(_Serialisable):
         )  # fmt: skip
         self.block()
 
-    def block(self) -> BlockConfig:
-        return BlockConfig(
-            self.d_model, self.n_heads, self.d_ff, dropout=self.dropout,
-            activation=self.activation, norm_first=self.norm_first,
-            layer_norm_eps=self.layer_norm_eps,
-        )  # fmt: skip
+    bias: ClassVar[bool] = True  # biases in every projection, as in the paper's code

@@ -25,7 +25,7 @@ __all__ = ["Encoder", "EncoderOutput"]
 class EncoderOutput(NamedTuple):
     last_hidden_state: Tensor  # (B, T, D)
     hidden_states: tuple[Tensor, ...]  # embeddings output, then each layer's: n_layers + 1
-    attentions: tuple[Tensor, ...] | None  # per layer (B, H, T, T) with output_attentions
+    attentions: tuple[Tensor, ...] | None  # per layer (B, H, T, T) with need_weights
 
 
 class Encoder(nn.Module):
@@ -46,9 +46,10 @@ class Encoder(nn.Module):
 
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None, *, output_attentions: bool = False,
+        token_type_ids: Tensor | None = None, *, need_weights: bool = False,
     ) -> EncoderOutput:  # fmt: skip
-        """input_ids (B, T); attention_mask (B, T) with 1/True = real token (Hugging Face's)."""
+        """input_ids (B, T); attention_mask (B, T) with 1/True = real token (Hugging Face's).
+        ``need_weights`` fills ``attentions`` (Hugging Face's ``output_attentions``)."""
         c = self.config
         check_ids("input_ids", input_ids, c.vocab_size, c.max_len)
         B, T = input_ids.shape
@@ -66,13 +67,14 @@ class Encoder(nn.Module):
         x = self.dropout(self.embed_norm(x))
         hidden, attentions = [x], []
         for layer in self.layers:
-            if output_attentions:
-                x, weights = layer.forward_with_weights(x, key_padding_mask=attention_mask)
+            out = layer(x, attention_mask=attention_mask, need_weights=need_weights)
+            if need_weights:
+                x, weights, _ = out
                 attentions.append(weights)
             else:
-                x = layer(x, key_padding_mask=attention_mask)
+                x = out
             hidden.append(x)
-        return EncoderOutput(x, tuple(hidden), tuple(attentions) if output_attentions else None)
+        return EncoderOutput(x, tuple(hidden), tuple(attentions) if need_weights else None)
 
     def num_parameters(self) -> ParameterCount:
         return count_parameters(self)

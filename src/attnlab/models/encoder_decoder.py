@@ -45,7 +45,9 @@ class _Stack(nn.Module):
 
 class EncoderDecoder(nn.Module):
     """``encoder.layers[i].self_attn``, ``decoder.layers[i].self_attn`` and
-    ``decoder.layers[i].cross_attn`` are attnlab.MultiHeadAttention modules."""
+    ``decoder.layers[i].cross_attn`` are attnlab.MultiHeadAttention modules; their hook points
+    are named after them (``decoder.layers.0.cross_attn.hook_pattern``, see
+    :mod:`attnlab.hooks`)."""
 
     def __init__(self, config: EncoderDecoderConfig) -> None:
         super().__init__()
@@ -57,24 +59,44 @@ class EncoderDecoder(nn.Module):
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
-        if c.tie_output:
+        if c.tie_weights:
             self.output.weight = self.decoder.embedding.weight
         store_weights_transposed_(self.decoder.layers)  # same values; faster decoding
 
-    def encode(self, src_ids: Tensor, src_padding_mask: Tensor | None = None) -> Tensor:
-        """src_ids (B, S) → memory (B, S, D). src_padding_mask (B, S): True = real token."""
+    def encode(self, src_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """src_ids (B, S) → memory (B, S, D). attention_mask (B, S): True/1 = real token."""
+        return self._encode(src_ids, attention_mask, need_weights=False)[0]
+
+    def _encode(
+        self, src_ids: Tensor, attention_mask: Tensor | None, need_weights: bool
+    ) -> tuple[Tensor, tuple[Tensor, ...] | None]:
         c = self.config
         check_ids("src_ids", src_ids, c.src_vocab_size, c.max_len)
         x = self.encoder.embed(src_ids)
+        attentions = []
         for layer in self.encoder.layers:
-            x = layer(x, key_padding_mask=src_padding_mask)
-        return self.encoder.norm(x)
+            out = layer(x, attention_mask=attention_mask, need_weights=need_weights)
+            if need_weights:
+                x, weights, _ = out
+                attentions.append(weights)
+            else:
+                x = out
+        return self.encoder.norm(x), tuple(attentions) if need_weights else None
 
     def decode(
-        self, tgt_ids: Tensor, memory: Tensor, *, src_padding_mask: Tensor | None = None,
-        tgt_padding_mask: Tensor | None = None, kv_cache: KVCache | None = None,
+        self, tgt_ids: Tensor, memory: Tensor, *, attention_mask: Tensor | None = None,
+        decoder_attention_mask: Tensor | None = None, kv_cache: KVCache | None = None,
     ) -> Tensor:  # fmt: skip
-        """tgt_ids (B, T), memory (B, S, D) → logits (B, T, V)."""
+        """tgt_ids (B, T), memory (B, S, D) → logits (B, T, V). ``attention_mask`` (B, S) marks
+        real source tokens, ``decoder_attention_mask`` (B, T) real target tokens."""
+        return self._decode(
+            tgt_ids, memory, attention_mask, decoder_attention_mask, kv_cache, need_weights=False
+        )[0]
+
+    def _decode(
+        self, tgt_ids: Tensor, memory: Tensor, attention_mask: Tensor | None,
+        decoder_attention_mask: Tensor | None, kv_cache: KVCache | None, need_weights: bool,
+    ) -> tuple[Tensor, tuple[Tensor, ...] | None, tuple[Tensor, ...] | None]:  # fmt: skip
         c = self.config
         offset = kv_cache.length if kv_cache is not None else 0
         check_ids("tgt_ids", tgt_ids, c.tgt_vocab_size, c.max_len, offset)
@@ -84,36 +106,54 @@ class EncoderDecoder(nn.Module):
                 f"{memory.shape[0]}, target has {tgt_ids.shape[0]}"
             )
         x = self.decoder.embed(tgt_ids, offset)
+        self_attentions, cross_attentions = [], []
         for i, layer in enumerate(self.decoder.layers):
-            x = layer(
-                x, memory, tgt_padding_mask=tgt_padding_mask,
-                memory_padding_mask=src_padding_mask,
+            out = layer(
+                x, memory, attention_mask=decoder_attention_mask,
+                encoder_attention_mask=attention_mask, need_weights=need_weights,
                 kv_cache=kv_cache[i] if kv_cache is not None else None,
             )  # fmt: skip
-        return self.output(self.decoder.norm(x))
+            if need_weights:
+                x, weights, cross = out
+                self_attentions.append(weights)
+                cross_attentions.append(cross)
+            else:
+                x = out
+        logits = self.output(self.decoder.norm(x))  # (B, T, V)
+        if not need_weights:
+            return logits, None, None
+        return logits, tuple(self_attentions), tuple(cross_attentions)
 
     def forward(
-        self, src_ids: Tensor, tgt_ids: Tensor, *, src_padding_mask: Tensor | None = None,
-        tgt_padding_mask: Tensor | None = None, targets: Tensor | None = None,
+        self, src_ids: Tensor, tgt_ids: Tensor, *, attention_mask: Tensor | None = None,
+        decoder_attention_mask: Tensor | None = None, targets: Tensor | None = None,
+        need_weights: bool = False,
     ) -> ModelOutput:  # fmt: skip
+        """src_ids (B, S), tgt_ids (B, T) → logits (B, T, V). ``attention_mask`` (B, S) and
+        ``decoder_attention_mask`` (B, T): True/1 = real token (Hugging Face's names).
+        ``need_weights`` fills ``encoder_attentions``, ``decoder_attentions`` and
+        ``cross_attentions``, one (B, H, ·, ·) tensor per layer."""
         if src_ids.dim() == 2 and tgt_ids.dim() == 2 and src_ids.shape[0] != tgt_ids.shape[0]:
             raise ValueError(
                 f"source and target batch sizes must match: src_ids has {src_ids.shape[0]}, "
                 f"tgt_ids has {tgt_ids.shape[0]}"
             )
-        memory = self.encode(src_ids, src_padding_mask)
-        logits = self.decode(
-            tgt_ids, memory, src_padding_mask=src_padding_mask, tgt_padding_mask=tgt_padding_mask
+        memory, encoder_attentions = self._encode(src_ids, attention_mask, need_weights)
+        logits, decoder_attentions, cross_attentions = self._decode(
+            tgt_ids, memory, attention_mask, decoder_attention_mask, None, need_weights
         )
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return ModelOutput(logits, loss)
+        return ModelOutput(
+            logits, loss, encoder_attentions=encoder_attentions,
+            decoder_attentions=decoder_attentions, cross_attentions=cross_attentions,
+        )  # fmt: skip
 
     @torch.no_grad()
     def generate(
         self, src_ids: Tensor, max_new_tokens: int, bos_id: int, eos_id: int,
-        src_padding_mask: Tensor | None = None,
+        attention_mask: Tensor | None = None,
     ) -> Tensor:  # fmt: skip
         """Greedy decoding with a KV cache for the decoder's self-attention → (B, 1 + new),
         starting with bos_id; rows stop growing (pad with eos_id) once they emit eos_id."""
@@ -121,7 +161,7 @@ class EncoderDecoder(nn.Module):
         if max_new_tokens + 1 > c.max_len:
             raise ValueError(f"max_new_tokens + 1 must be <= max_len={c.max_len}; got "
                              f"{max_new_tokens + 1}")  # fmt: skip
-        memory = self.encode(src_ids, src_padding_mask)
+        memory = self.encode(src_ids, attention_mask)
         B = src_ids.shape[0]
         ref = memory
         cache = KVCache(
@@ -132,7 +172,7 @@ class EncoderDecoder(nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=src_ids.device)
         feed = ids
         for _ in range(max_new_tokens):
-            logits = self.decode(feed, memory, src_padding_mask=src_padding_mask, kv_cache=cache)
+            logits = self.decode(feed, memory, attention_mask=attention_mask, kv_cache=cache)
             token = logits[:, -1].argmax(-1)  # (B,)
             token = torch.where(done, torch.full_like(token, eos_id), token)
             ids = torch.cat((ids, token[:, None]), dim=1)

@@ -16,7 +16,7 @@ from attnlab.functional.linear import store_weights_transposed_
 from attnlab.models.checks import check_ids
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.params import ParameterCount, count_parameters
-from attnlab.nn.blocks import EncoderLayer
+from attnlab.nn.blocks import DecoderOnlyLayer
 from attnlab.nn.dropout import dropout
 from attnlab.nn.kv_cache import KVCache
 from attnlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
@@ -27,7 +27,9 @@ INIT_STD = 0.02  # GPT-2's initialisation of linear and embedding weights
 
 
 class GPT(nn.Module):
-    """Decoder-only language model; ``layers[i].self_attn`` is an attnlab.MultiHeadAttention."""
+    """Decoder-only language model. ``layers[i]`` is a :class:`~attnlab.nn.blocks.DecoderOnlyLayer`
+    and ``layers[i].self_attn`` an attnlab.MultiHeadAttention; hook points are named
+    ``layers.{i}.hook_resid_pre``, ``layers.{i}.self_attn.hook_z``... (see :mod:`attnlab.hooks`)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -44,8 +46,7 @@ class GPT(nn.Module):
                 c.max_len, c.d_model, scale=INIT_STD * 2**0.5
             )
         self.dropout = nn.Dropout(c.dropout)
-        # A GPT block is an encoder layer run causally, pre-norm: one class, no private copy.
-        self.layers = nn.ModuleList(EncoderLayer(c.block()) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(DecoderOnlyLayer(c.block()) for _ in range(c.n_layers))
         self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.apply(_init_weights)
@@ -54,25 +55,33 @@ class GPT(nn.Module):
             self.lm_head.weight = self.token_embedding.weight
 
     def forward(
-        self, input_ids: Tensor, targets: Tensor | None = None, *, kv_cache: KVCache | None = None
-    ) -> ModelOutput:
+        self, input_ids: Tensor, targets: Tensor | None = None, *, kv_cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> ModelOutput:  # fmt: skip
         """input_ids (B, T) → logits (B, T, V); with targets (B, T), the mean cross-entropy
         (ignore_index −100). With ``kv_cache``, input_ids are the next positions after the
-        cached ones."""
+        cached ones. ``need_weights`` fills ``attentions``: per layer (B, H, T, T_cached + T)."""
         offset = kv_cache.length if kv_cache is not None else 0
         check_ids("input_ids", input_ids, self.config.vocab_size, self.config.max_len, offset)
         T = input_ids.shape[1]
         x = self.token_embedding(input_ids) + self.position(T, offset)  # (B, T, D)
         x = dropout(self.dropout, x)
+        attentions = []
         for i, layer in enumerate(self.layers):
-            x = layer(
-                x, causal=self.config.causal, kv_cache=kv_cache[i] if kv_cache is not None else None
-            )
+            out = layer(
+                x, causal=self.config.causal, need_weights=need_weights,
+                kv_cache=kv_cache[i] if kv_cache is not None else None,
+            )  # fmt: skip
+            if need_weights:
+                x, weights, _ = out
+                attentions.append(weights)
+            else:
+                x = out
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return ModelOutput(logits, loss)
+        return ModelOutput(logits, loss, attentions=tuple(attentions) if need_weights else None)
 
     def new_kv_cache(self, batch: int, max_len: int | None = None) -> KVCache:
         c = self.config

@@ -13,12 +13,16 @@ H heads, H_kv key/value heads (grouped-query attention), d_h = D / H head size.
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
 from attnlab.functional.linear import linear, transposed_layout
+from attnlab.hooks import HookPoint, apply_linear, call_hook, has_hooks
 from attnlab.nn.kv_cache import LayerKVCache
 
 __all__ = ["MultiHeadAttention"]
@@ -44,6 +48,24 @@ class MultiHeadAttention(nn.Module):
         dropout: dropout on the attention weights during training.
         scale: multiplies the scores; default 1/√d_h. (1.0 reproduces "forgetting the scaling",
             one of the notes' pitfalls; see the ``scaling`` experiment.)
+
+    Hook points (identity modules, see :mod:`attnlab.hooks`; a forward hook's non-None return
+    replaces the value):
+
+    * ``hook_q`` (B, H, T, d_h): queries split into heads. (No positional rotation happens
+      inside this module; a rotation added here must come before the hook.)
+    * ``hook_k``, ``hook_v`` (B, H_kv, S, d_h): keys / values with their own H_kv heads, before
+      the grouped-query expansion to H. With ``kv_cache`` they see the **new positions only**,
+      before they are appended, so a replacement is what the cache stores.
+    * ``hook_pattern`` (B, H, T, S): the attention weights. Computed only when a hook is
+      attached here (or globally): the kernel is then asked for ``need_weights=True``. A
+      replacement pattern P takes effect: the output is recomputed as P·v (with dropout on P
+      in training, as the kernel does).
+    * ``hook_z`` (B, T, H, d_h): per-head outputs before W_O; a replacement takes effect.
+    * ``hook_out`` (B, T, D): after W_O.
+
+    Forward hooks on ``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` fire: the fused
+    projection path steps aside when any hook is attached (:func:`attnlab.hooks.apply_linear`).
     """
 
     def __init__(
@@ -61,9 +83,17 @@ class MultiHeadAttention(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("n_heads", n_heads)):
-            if not isinstance(value, int) or value <= 0:
+        sizes = (("d_model", d_model), ("n_heads", n_heads), ("kdim", kdim), ("vdim", vdim))
+        for name, value in sizes:
+            if value is None and name in ("kdim", "vdim"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if scale is not None and (
+            isinstance(scale, bool) or not isinstance(scale, int | float)
+            or not 0 < scale < math.inf
+        ):  # fmt: skip
+            raise ValueError(f"scale must be a positive finite number or None; got {scale!r}")
         if d_model % n_heads != 0:
             raise ValueError(
                 f"d_model must be divisible by n_heads: {d_model} % {n_heads} = "
@@ -92,6 +122,12 @@ class MultiHeadAttention(nn.Module):
         # Inference cache of [W_Q; W_K; W_V] stacked (see _stacked_qkv); not a parameter.
         self._stacked: tuple[Tensor, Tensor | None] = (torch.empty(0), None)
         self._stacked_key: tuple | None = None
+        self.hook_q = HookPoint()  # (B, H, T, d_h)
+        self.hook_k = HookPoint()  # (B, H_kv, S_new, d_h)
+        self.hook_v = HookPoint()  # (B, H_kv, S_new, d_h)
+        self.hook_pattern = HookPoint()  # (B, H, T, S)
+        self.hook_z = HookPoint()  # (B, T, H, d_h)
+        self.hook_out = HookPoint()  # (B, T, D)
 
     def forward(
         self,
@@ -100,7 +136,7 @@ class MultiHeadAttention(nn.Module):
         value: Tensor | None = None,  # (B, S, vdim); None → key
         *,
         mask: Tensor | None = None,  # broadcastable to (B, H, T, S); True = may attend
-        key_padding_mask: Tensor | None = None,  # (B, S); True (or 1) = real token
+        attention_mask: Tensor | None = None,  # (B, S); True (or 1) = real token
         causal: bool = False,
         need_weights: bool = False,
         average_weights: bool = False,
@@ -109,15 +145,16 @@ class MultiHeadAttention(nn.Module):
         """Returns ``(output (B, T, D), weights)``; weights are ``(B, H, T, S)`` per head, or
         ``(B, T, S)`` with ``average_weights``, and None unless ``need_weights``.
 
-        ``key_padding_mask`` follows attnlab's convention, **True = may attend** (a real token),
-        like Hugging Face's ``attention_mask``; PyTorch's ``nn.MultiheadAttention`` uses the
-        opposite one (convert with :func:`attnlab.functional.masks.from_masked_out`).
+        ``attention_mask`` is the padding mask, **True (or 1) = real token** (may be attended),
+        Hugging Face's name and convention; ``nn.MultiheadAttention``'s ``key_padding_mask``
+        uses the opposite one (convert with :func:`attnlab.functional.masks.from_masked_out`).
+        ``mask`` is the full attention mask, True = may attend.
         With ``kv_cache``, the new keys/values are appended and attention runs over the whole
         cache; ``causal`` then aligns to the end (new queries see all cached positions).
         """
         with observe.scope(self):
             return self._forward(
-                query, key, value, mask, key_padding_mask, causal, need_weights,
+                query, key, value, mask, attention_mask, causal, need_weights,
                 average_weights, kv_cache,
             )  # fmt: skip
 
@@ -127,7 +164,7 @@ class MultiHeadAttention(nn.Module):
         key: Tensor | None,
         value: Tensor | None,
         mask: Tensor | None,
-        key_padding_mask: Tensor | None,
+        attention_mask: Tensor | None,
         causal: bool,
         need_weights: bool,
         average_weights: bool,
@@ -135,40 +172,64 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         key = query if key is None else key
         value = key if value is None else value
-        self._check_inputs(query, key, value)
+        self._check_inputs(query, key, value, mask, attention_mask, kv_cache)
         B, T, _ = query.shape
         H, H_kv, d_h = self.n_heads, self.n_kv_heads, self.head_dim
         observe.emit_step("x", query)
-        if key is query and value is query and self.kdim == self.vdim == self.d_model:
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        if (
+            key is query and value is query and self.kdim == self.vdim == self.d_model
+            and not any(has_hooks(p) for p in projections)
+        ):  # fmt: skip
             q, k, v = self._project_self(query)  # one GEMM for W_Q, W_K, W_V
         else:
-            q = linear(query, self.q_proj.weight, self.q_proj.bias)  # (B, T, D)
-            k = linear(key, self.k_proj.weight, self.k_proj.bias)  # (B, S, H_kv·d_h)
-            v = linear(value, self.v_proj.weight, self.v_proj.bias)  # (B, S, H_kv·d_h)
+            q = apply_linear(self.q_proj, query)  # (B, T, D)
+            k = apply_linear(self.k_proj, key)  # (B, S, H_kv·d_h)
+            v = apply_linear(self.v_proj, value)  # (B, S, H_kv·d_h)
         observe.emit_step("q", q)
         q = q.view(B, T, H, d_h).transpose(1, 2)  # (B, T, H, d_h) → (B, H, T, d_h)
         k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         v = v.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         observe.emit_step("heads", q, f"{self.d_model} → {H}×{d_h}")
+        q = call_hook(self.hook_q, q)
+        k = call_hook(self.hook_k, k)
+        v = call_hook(self.hook_v, v)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, H_kv, S_cached + S, d_h)
         if H_kv != H:  # grouped-query: each key/value head serves H / H_kv query heads
             k = k.repeat_interleave(H // H_kv, dim=1)  # (B, H, S, d_h)
             v = v.repeat_interleave(H // H_kv, dim=1)
-        attn_mask = self._merge_masks(mask, key_padding_mask, B, T, k.shape[2])
+        pattern_hooked = has_hooks(self.hook_pattern)
+        if pattern_hooked:
+            observe.emit_step("kernel", None, "hook_pattern attached: weights computed")
         out, weights = scaled_dot_product_attention(
-            q, k, v, attn_mask, causal=causal, scale=self.scale, dropout=self.dropout,
-            need_weights=need_weights, training=self.training,
+            q, k, v, mask, attention_mask=attention_mask, causal=causal, scale=self.scale,
+            dropout=self.dropout, need_weights=need_weights or pattern_hooked,
+            training=self.training,
         )  # fmt: skip
         # out (B, H, T, d_h); weights (B, H, T, S) or None
-        out = out.transpose(1, 2).reshape(B, T, self.d_model)  # concat heads: (B, T, D)
+        if pattern_hooked:
+            out, weights = self._hook_pattern(out, weights, v, need_weights)
+        z = call_hook(self.hook_z, out.transpose(1, 2))  # (B, H, T, d_h) → (B, T, H, d_h)
+        out = z.reshape(B, T, self.d_model)  # concat heads: (B, T, H, d_h) → (B, T, D)
         observe.emit_step("concat", out, f"{H}×{d_h} → {self.d_model}")
         # W_O, no non-linearity after the concatenation: (B, T, D)
-        out = linear(out, self.out_proj.weight, self.out_proj.bias)
+        out = call_hook(self.hook_out, apply_linear(self.out_proj, out))
         observe.emit_step("out", out)
         if weights is not None and average_weights:
             weights = weights.mean(dim=1)  # (B, T, S)
         return out, weights
+
+    def _hook_pattern(
+        self, out: Tensor, weights: Tensor, v: Tensor, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """Run ``hook_pattern`` on the weights (B, H, T, S). The output is then P·v
+        (B, H, T, d_h) with the pattern P the hooks return (or edited in place), as
+        TransformerLens computes it, so an edit takes effect."""
+        pattern = self.hook_pattern(weights)
+        dropped = F.dropout(pattern, self.dropout, training=self.training)
+        out = dropped.to(v.dtype) @ v  # (B, H, T, S) @ (B, H, S, d_h) → (B, H, T, d_h)
+        return out, pattern if need_weights else None
 
     def _project_self(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Self-attention projections as one matmul with [W_Q; W_K; W_V] stacked: the same
@@ -190,9 +251,11 @@ class MultiHeadAttention(nn.Module):
             bias = torch.cat([proj.bias for proj in projections]) if has_bias else None
             return weight, bias
         # Inference: reuse the stacked copy while no parameter has changed (same storage,
-        # same in-place version counter).
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-        if self._stacked_key != key:
+        # same in-place version counter). Without PyTorch's (private) version counter nothing
+        # can tell an in-place change, so the copy is made afresh every call.
+        versions = [getattr(p, "_version", None) for p in params]
+        key = tuple((p.data_ptr(), v, p.dtype) for p, v in zip(params, versions, strict=True))
+        if None in versions or self._stacked_key != key:
             with torch.no_grad():
                 weight = torch.cat([proj.weight for proj in projections])
                 bias = torch.cat([proj.bias for proj in projections]) if has_bias else None
@@ -202,7 +265,11 @@ class MultiHeadAttention(nn.Module):
             self._stacked_key = key
         return self._stacked
 
-    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+    def _check_inputs(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None,
+        attention_mask: Tensor | None, kv_cache: LayerKVCache | None,
+    ) -> None:  # fmt: skip
+        """Every argument checked before any projection runs."""
         expected = {"query": self.d_model, "key": self.kdim, "value": self.vdim}
         for name, t in (("query", query), ("key", key), ("value", value)):
             if t.dim() != 3:
@@ -224,31 +291,36 @@ class MultiHeadAttention(nn.Module):
                 f"query and key must have the same batch size: query has {query.shape[0]}, "
                 f"key has {key.shape[0]}"
             )
-
-    @staticmethod
-    def _merge_masks(
-        mask: Tensor | None, key_padding_mask: Tensor | None, B: int, T: int, S: int
-    ) -> Tensor | None:
-        if key_padding_mask is None:
-            return mask
-        if key_padding_mask.shape != (B, S):
-            raise ValueError(
-                f"key_padding_mask must have shape (B, S) = ({B}, {S}); got "
-                f"{tuple(key_padding_mask.shape)}"
-            )
-        if key_padding_mask.dtype != torch.bool:
-            if key_padding_mask.is_floating_point():
+        weight_dtype = self.q_proj.weight.dtype
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            if t.dtype != weight_dtype:
                 raise ValueError(
-                    "key_padding_mask must be bool or integer 0/1 (True/1 = real token); got "
-                    f"dtype {key_padding_mask.dtype}"
+                    f"{name} must have the layer's dtype {weight_dtype}; got {t.dtype} (convert "
+                    "the input, or the layer with .to(dtype))"
                 )
-            key_padding_mask = key_padding_mask != 0
-        padding = key_padding_mask[:, None, None, :]  # (B, 1, 1, S)
-        if mask is None:
-            return padding
-        if mask.dtype == torch.bool:
-            return mask & padding
-        return mask.masked_fill(~padding, float("-inf"))
+        B, T = query.shape[:2]
+        S = key.shape[1] + (kv_cache.length if kv_cache is not None else 0)
+        if attention_mask is not None:
+            if attention_mask.shape != (B, S):
+                raise ValueError(
+                    f"attention_mask must have shape (B, S) = ({B}, {S}); got "
+                    f"{tuple(attention_mask.shape)}"
+                )
+            if attention_mask.is_floating_point():
+                raise ValueError(
+                    "attention_mask must be bool or integer 0/1 (True/1 = real token); got "
+                    f"dtype {attention_mask.dtype}"
+                )
+        if mask is not None:
+            full = (B, self.n_heads, T, S)
+            try:
+                fits = mask.dim() <= 4 and torch.broadcast_shapes(mask.shape, full) == full
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"mask of shape {tuple(mask.shape)} cannot broadcast to (B, H, T, S) = {full}"
+                )
 
     @classmethod
     def from_torch(cls, m: torch.nn.MultiheadAttention) -> MultiHeadAttention:

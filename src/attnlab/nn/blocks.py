@@ -2,22 +2,42 @@
 original Transformer and the notes) or x + Sublayer(LayerNorm(x)) (pre-norm, GPT-2 and most
 modern models), chosen by ``BlockConfig.norm_first``.
 
-Dimension legend: B batch, T target positions, S source positions, D model width.
+Three layers: :class:`EncoderLayer` (self-attention, every position sees every other),
+:class:`DecoderOnlyLayer` (GPT's block: causal self-attention) and :class:`DecoderLayer`
+(causal self-attention, cross-attention to the encoder output). ``forward`` returns the hidden
+state (B, T, D), or a :class:`LayerOutput` with the attention weights when ``need_weights``.
+
+Hook points (see :mod:`attnlab.hooks`; TransformerLens names), all (B, T, D):
+
+* ``hook_resid_pre``: the layer's input;
+* ``hook_attn_out``: the self-attention output (after W_O, before dropout and the residual);
+* ``hook_resid_mid``: the residual stream after the self-attention sublayer;
+* decoder layers only: ``hook_cross_attn_out`` (cross-attention output) and
+  ``hook_resid_mid_cross`` (the stream after the cross-attention sublayer);
+* ``hook_mlp_out``: the feed-forward output;
+* ``hook_resid_post``: the layer's output.
+
+In post-norm layers the residual-stream hooks see the stream after the sublayer's LayerNorm
+(what the next sublayer reads). Replacements returned by hooks take effect.
+
+Dimension legend: B batch, T target positions, S source positions, D model width, H heads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from attnlab.hooks import HookPoint, call_hook
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.nn.dropout import dropout
 from attnlab.nn.feed_forward import ACTIVATIONS, FeedForward
 from attnlab.nn.kv_cache import LayerKVCache
 
-__all__ = ["BlockConfig", "DecoderLayer", "EncoderLayer"]
+__all__ = ["BlockConfig", "DecoderLayer", "DecoderOnlyLayer", "EncoderLayer", "LayerOutput"]
 
 
 @dataclass(frozen=True)
@@ -49,17 +69,27 @@ class BlockConfig:
             )
 
 
+class LayerOutput(NamedTuple):
+    """What a layer returns when called with ``need_weights=True``."""
+
+    hidden_state: Tensor  # (B, T, D)
+    attention: Tensor | None  # self-attention weights (B, H, T, S)
+    cross_attention: Tensor | None = None  # decoder layers: (B, H, T, S_source)
+
+
 def _residual(
     x: Tensor, norm: nn.LayerNorm, sublayer: Callable[[Tensor], Tensor], drop: nn.Dropout,
-    norm_first: bool,
+    norm_first: bool, hook_out: HookPoint,
 ) -> Tensor:  # fmt: skip
+    """One sublayer with its residual connection; ``hook_out`` sees the sublayer's output."""
     if norm_first:
-        return x + dropout(drop, sublayer(norm(x)))
-    return norm(x + dropout(drop, sublayer(x)))
+        return x + dropout(drop, call_hook(hook_out, sublayer(norm(x))))
+    return norm(x + dropout(drop, call_hook(hook_out, sublayer(x))))
 
 
-class EncoderLayer(nn.Module):
-    """Self-attention then feed-forward, each in a residual + LayerNorm wrapper."""
+class _SelfAttentionLayer(nn.Module):
+    """Self-attention then feed-forward, each in a residual + LayerNorm wrapper. The parameter
+    names (``self_attn``, ``ff``, ``norm1``, ``norm2``) are those of saved checkpoints."""
 
     def __init__(self, config: BlockConfig) -> None:
         super().__init__()
@@ -72,36 +102,60 @@ class EncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
+        self.hook_resid_pre = HookPoint()  # (B, T, D)
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
 
-    def forward(
-        self, x: Tensor, *, mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
-        causal: bool = False, kv_cache: LayerKVCache | None = None,
-    ) -> Tensor:  # fmt: skip
-        """x (B, T, D) → (B, T, D). Masks: True = may attend."""
-        return self.forward_with_weights(
-            x, mask=mask, key_padding_mask=key_padding_mask, causal=causal, kv_cache=kv_cache,
-            need_weights=False,
-        )[0]  # fmt: skip
-
-    def forward_with_weights(
-        self, x: Tensor, *, mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
-        causal: bool = False, kv_cache: LayerKVCache | None = None, need_weights: bool = True,
-    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-        """Like ``forward``, also returning the self-attention weights (B, H, T, S) computed by
-        the same attention call."""
+    def _run(
+        self, x: Tensor, mask: Tensor | None, attention_mask: Tensor | None, causal: bool,
+        kv_cache: LayerKVCache | None, need_weights: bool,
+    ) -> Tensor | LayerOutput:  # fmt: skip
         weights: list[Tensor | None] = []
 
         def attend(h: Tensor) -> Tensor:
             out, w = self.self_attn(
-                h, mask=mask, key_padding_mask=key_padding_mask, causal=causal,
-                kv_cache=kv_cache, need_weights=need_weights,
+                h, mask=mask, attention_mask=attention_mask, causal=causal, kv_cache=kv_cache,
+                need_weights=need_weights,
             )  # fmt: skip
             weights.append(w)
             return out
 
-        x = _residual(x, self.norm1, attend, self.dropout, self.config.norm_first)
-        x = _residual(x, self.norm2, self.ff, self.dropout, self.config.norm_first)
-        return x, weights[0]
+        norm_first = self.config.norm_first
+        x = call_hook(self.hook_resid_pre, x)
+        x = _residual(x, self.norm1, attend, self.dropout, norm_first, self.hook_attn_out)
+        x = call_hook(self.hook_resid_mid, x)
+        x = _residual(x, self.norm2, self.ff, self.dropout, norm_first, self.hook_mlp_out)
+        x = call_hook(self.hook_resid_post, x)
+        return LayerOutput(x, weights[0]) if need_weights else x
+
+
+class EncoderLayer(_SelfAttentionLayer):
+    """Encoder layer: every position attends to every (real) position, then feed-forward."""
+
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, attention_mask: Tensor | None = None,
+        causal: bool = False, kv_cache: LayerKVCache | None = None, need_weights: bool = False,
+    ) -> Tensor | LayerOutput:  # fmt: skip
+        """x (B, T, D) → (B, T, D), or ``LayerOutput(x, weights (B, H, T, S))`` with
+        ``need_weights``. ``mask`` (…, T, S): True = may attend; ``attention_mask`` (B, S):
+        True/1 = real token."""
+        return self._run(x, mask, attention_mask, causal, kv_cache, need_weights)
+
+
+class DecoderOnlyLayer(_SelfAttentionLayer):
+    """A decoder-only (GPT) block: causal self-attention, then feed-forward. It has no
+    cross-attention; its parameters are named as an :class:`EncoderLayer`'s."""
+
+    def forward(
+        self, x: Tensor, *, mask: Tensor | None = None, attention_mask: Tensor | None = None,
+        causal: bool = True, kv_cache: LayerKVCache | None = None, need_weights: bool = False,
+    ) -> Tensor | LayerOutput:  # fmt: skip
+        """x (B, T, D) → (B, T, D), or ``LayerOutput(x, weights (B, H, T, S))`` with
+        ``need_weights``. ``causal`` is end-aligned: with ``kv_cache`` the new positions see
+        every cached one."""
+        return self._run(x, mask, attention_mask, causal, kv_cache, need_weights)
 
 
 class DecoderLayer(nn.Module):
@@ -120,26 +174,48 @@ class DecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.norm3 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
+        self.hook_resid_pre = HookPoint()  # (B, T, D)
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_cross_attn_out = HookPoint()
+        self.hook_resid_mid_cross = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
 
     def forward(
-        self, x: Tensor, memory: Tensor, *, tgt_padding_mask: Tensor | None = None,
-        memory_padding_mask: Tensor | None = None, causal: bool = True,
-        tgt_mask: Tensor | None = None, kv_cache: LayerKVCache | None = None,
-    ) -> Tensor:  # fmt: skip
-        """x (B, T, D), memory (B, S, D) → (B, T, D). Padding masks: True = real token."""
+        self, x: Tensor, memory: Tensor, *, mask: Tensor | None = None,
+        attention_mask: Tensor | None = None, encoder_attention_mask: Tensor | None = None,
+        causal: bool = True, kv_cache: LayerKVCache | None = None, need_weights: bool = False,
+    ) -> Tensor | LayerOutput:  # fmt: skip
+        """x (B, T, D), memory (B, S, D) → (B, T, D), or with ``need_weights``
+        ``LayerOutput(x, self-attention (B, H, T, T), cross-attention (B, H, T, S))``.
+
+        ``mask`` (…, T, T) masks the self-attention (True = may attend); ``attention_mask``
+        (B, T) marks real target tokens, ``encoder_attention_mask`` (B, S) real source tokens
+        (True/1 = real, Hugging Face's names)."""
+        weights: dict[str, Tensor | None] = {}
 
         def self_attend(h: Tensor) -> Tensor:
-            out, _ = self.self_attn(
-                h, mask=tgt_mask, key_padding_mask=tgt_padding_mask, causal=causal,
-                kv_cache=kv_cache,
+            out, weights["self"] = self.self_attn(
+                h, mask=mask, attention_mask=attention_mask, causal=causal, kv_cache=kv_cache,
+                need_weights=need_weights,
             )  # fmt: skip
             return out
 
         def cross_attend(h: Tensor) -> Tensor:
-            out, _ = self.cross_attn(h, memory, key_padding_mask=memory_padding_mask)
+            out, weights["cross"] = self.cross_attn(
+                h, memory, attention_mask=encoder_attention_mask, need_weights=need_weights
+            )
             return out
 
         norm_first = self.config.norm_first
-        x = _residual(x, self.norm1, self_attend, self.dropout, norm_first)
-        x = _residual(x, self.norm2, cross_attend, self.dropout, norm_first)
-        return _residual(x, self.norm3, self.ff, self.dropout, norm_first)
+        x = call_hook(self.hook_resid_pre, x)
+        x = _residual(x, self.norm1, self_attend, self.dropout, norm_first, self.hook_attn_out)
+        x = call_hook(self.hook_resid_mid, x)
+        x = _residual(
+            x, self.norm2, cross_attend, self.dropout, norm_first, self.hook_cross_attn_out
+        )
+        x = call_hook(self.hook_resid_mid_cross, x)
+        x = _residual(x, self.norm3, self.ff, self.dropout, norm_first, self.hook_mlp_out)
+        x = call_hook(self.hook_resid_post, x)
+        return LayerOutput(x, weights["self"], weights["cross"]) if need_weights else x

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.functional.linear import linear
+from attnlab.hooks import HookPoint, apply_linear, call_hook
 from attnlab.nn.dropout import dropout
 
 __all__ = ["ACTIVATIONS", "FeedForward"]
@@ -19,6 +19,10 @@ ACTIVATIONS = {
 
 
 class FeedForward(nn.Module):
+    """FFN(x) = W_2·act(W_1·x + b_1) + b_2. Hook points: ``hook_post`` (B, T, d_ff), the
+    activation output (TransformerLens's ``mlp.hook_post``). Forward hooks on ``linear1`` and
+    ``linear2`` fire (the fast path steps aside, :func:`attnlab.hooks.apply_linear`)."""
+
     def __init__(
         self, d_model: int, d_ff: int, *, activation: str = "gelu", dropout: float = 0.0,
         bias: bool = True,
@@ -30,8 +34,9 @@ class FeedForward(nn.Module):
         self.linear1 = nn.Linear(d_model, d_ff, bias=bias)  # W_1
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)  # W_2
         self.dropout = nn.Dropout(dropout)
+        self.hook_post = HookPoint()  # (B, T, d_ff)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
-        l1, l2 = self.linear1, self.linear2
-        hidden = ACTIVATIONS[self.activation](linear(x, l1.weight, l1.bias))  # (B, T, d_ff)
-        return linear(dropout(self.dropout, hidden), l2.weight, l2.bias)  # (B, T, D)
+        hidden = ACTIVATIONS[self.activation](apply_linear(self.linear1, x))  # (B, T, d_ff)
+        hidden = call_hook(self.hook_post, hidden)
+        return apply_linear(self.linear2, dropout(self.dropout, hidden))  # (B, T, D)

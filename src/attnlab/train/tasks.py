@@ -170,7 +170,7 @@ def collate(pairs: list[tuple[list[int], list[int]]], src_tok: BPETokenizer,
         targets[i, : len(t) + 1] = torch.tensor([*t, tgt_tok.eos_id])
     return {
         "src_ids": src, "tgt_ids": tgt_in, "targets": targets,
-        "src_padding_mask": src != src_tok.pad_id, "tgt_padding_mask": tgt_in != tgt_tok.pad_id,
+        "attention_mask": src != src_tok.pad_id, "decoder_attention_mask": tgt_in != tgt_tok.pad_id,
     }  # fmt: skip
 
 

@@ -49,7 +49,7 @@ def bleu(checkpoint: str | Path, n: int = 200, batch: int = 32) -> TranslationSc
         chunk = collate(pairs[i : i + batch], task.src_tok, task.tgt_tok)
         ids = model.generate(
             chunk["src_ids"], task.config.context - 1, task.tgt_tok.bos_id,
-            task.tgt_tok.eos_id, src_padding_mask=chunk["src_padding_mask"],
+            task.tgt_tok.eos_id, attention_mask=chunk["attention_mask"],
         )  # fmt: skip
         for row in ids.tolist():
             row = row[1:]  # drop <bos>

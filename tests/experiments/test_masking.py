@@ -5,7 +5,6 @@ import torch
 
 from attnlab import GPT, GPTConfig
 from attnlab.cli.main import main
-from attnlab.experiments.causality import check_causal
 from attnlab.experiments.common import CharCorpus
 from attnlab.experiments.masking import (
     MaskingConfig,
@@ -13,6 +12,7 @@ from attnlab.experiments.masking import (
     sample,
     validation_losses,
 )
+from attnlab.models.checks import check_causal
 
 
 def gpt(causal):

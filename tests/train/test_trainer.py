@@ -137,11 +137,3 @@ def test_non_utf8_corpus_is_refused(tmp_path):
     bad.write_bytes("señor".encode("latin-1") * 100)
     with pytest.raises(ValueError, match="is not UTF-8 text .*iconv"):
         train(tiny(bad, tmp_path / "out"))
-
-
-def test_loss_curve_picture(corpus, tmp_path):
-    from attnlab.train.curves import plot_curves
-
-    train(tiny(corpus, tmp_path, steps=20))
-    path = plot_curves(tmp_path / "metrics.jsonl", tmp_path / "curve.png", title="tiny")
-    assert path.stat().st_size > 10_000

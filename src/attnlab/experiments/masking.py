@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnlab.experiments.causality import check_causal
 from attnlab.experiments.common import CharCorpus, train_steps
 from attnlab.experiments.results import save_figure, write_json
+from attnlab.models.checks import check_causal
 from attnlab.models.config import GPTConfig
 from attnlab.models.gpt import GPT
 

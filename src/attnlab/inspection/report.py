@@ -10,7 +10,6 @@ offline and run with its default SDPA attention; maps are exact (see :class:`Att
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,7 +18,7 @@ from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.pretrained import load_minilm
 
-__all__ = ["Attends", "Report", "inspect", "load_checkpoint"]
+__all__ = ["Attends", "Report", "inspect"]
 
 
 @dataclass(frozen=True)
@@ -149,19 +148,3 @@ def _run(model: nn.Module, enc: dict) -> None:
         model(enc["input_ids"], enc.get("attention_mask"), enc.get("token_type_ids"))
     else:
         model(**enc)
-
-
-def load_checkpoint(folder: str | Path) -> tuple[nn.Module, object]:
-    """An attnlab checkpoint folder (see :mod:`attnlab.models.checkpoint`) with its
-    ``tokenizer.json``, ready for :func:`inspect`."""
-    from transformers import PreTrainedTokenizerFast
-
-    from attnlab.models.checkpoint import load_model
-
-    tokenizer_file = Path(folder) / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise FileNotFoundError(
-            f"{tokenizer_file} is missing: inspecting a checkpoint needs its tokenizer.json"
-        )
-    model = load_model(folder)
-    return model, PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file))

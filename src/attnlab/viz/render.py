@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnlab.inspection.report import inspect, load_checkpoint
+from attnlab.inspection.pretrained import load_checkpoint
+from attnlab.inspection.report import inspect
 from attnlab.viz import figures
 from attnlab.viz.html import write_page
 from attnlab.viz.payload import AttentionPayload

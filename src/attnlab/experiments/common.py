@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from attnlab.data.shakespeare import read_plays
 from attnlab.data.tokenizers import CharTokenizer
+from attnlab.data.windows import sample_windows
 from attnlab.train.schedule import learning_rate
 
 __all__ = ["CharCorpus", "TrainRun", "head_distance", "train_steps"]
@@ -43,12 +44,9 @@ class CharCorpus:
     def batch(self, g: torch.Generator, batch: int, length: int, split: str = "train") -> Batch:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val'; got {split!r}")
-        ids = self.train_ids if split == "train" else self.val_ids
-        if len(ids) <= length + 1:
-            raise ValueError(f"the {split} text has {len(ids)} characters; need > {length + 1}")
-        starts = torch.randint(0, len(ids) - length, (batch,), generator=g)  # start + T ≤ N − 1
-        window = ids[starts[:, None] + torch.arange(length + 1)]  # (B, T + 1)
-        return window[:, :-1], window[:, 1:]
+        return sample_windows(
+            self.train_ids if split == "train" else self.val_ids, batch, length, g
+        )
 
 
 @dataclass

@@ -76,8 +76,8 @@ class RecurrentLM(nn.Module):
                     bias[hidden : 2 * hidden].fill_(0.5)  # gates i, f, g, o: f sums to 1
         self.head = nn.Linear(hidden, vocab_size)
 
-    def forward(self, ids: Tensor, targets: Tensor | None = None) -> ModelOutput:
-        h, _ = self.rnn(self.embedding(ids))  # (B, T, hidden)
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None) -> ModelOutput:
+        h, _ = self.rnn(self.embedding(input_ids))  # (B, T, hidden)
         logits = self.head(h)  # (B, T, V)
         loss = None
         if targets is not None:

@@ -91,9 +91,6 @@ class LMTask:
         inputs, targets = sample_windows(ids, self.config.batch, self.config.context, g)
         return {"input_ids": inputs, "targets": targets}  # (B, T) each
 
-    def tokens_in(self, batch: dict[str, Tensor]) -> int:
-        return batch["input_ids"].numel()
-
     def tokenizer_json(self) -> str:
         return self.tokenizer.to_json()
 
@@ -145,9 +142,6 @@ class TranslationTask:
         g = _generator(self.config.seed, step, split)
         chosen = [pairs[i] for i in torch.randint(0, len(pairs), (self.config.batch,), generator=g)]
         return collate(chosen, self.src_tok, self.tgt_tok)
-
-    def tokens_in(self, batch: dict[str, Tensor]) -> int:
-        return int((batch["targets"] != -100).sum())
 
     def tokenizer_json(self) -> str:
         return json.dumps({"src": self.src_tok.to_json(), "tgt": self.tgt_tok.to_json()})

@@ -43,16 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _table(report, top: int) -> list[dict]:
     animal = report.weight_between("it", "animal")  # (L, H)
     street = report.weight_between("it", "street")
-    order = (animal - street).flatten().argsort(descending=True)[:top]
-    H = animal.shape[1]
     print(f'\n"{report.text}"\nheads where "it" weighs "animal" most over "street":')
     print(f"  {'layer':>5} {'head':>4} {'→animal':>8} {'→street':>8}")
     rows = []
-    for o in order.tolist():
-        layer, head = divmod(o, H)
-        a, s = float(animal[layer, head]), float(street[layer, head])
-        print(f"  {layer:>5} {head:>4} {a:>8.3f} {s:>8.3f}")
-        rows.append({"layer": layer, "head": head, "animal": a, "street": s})
+    for h in report.heads_favouring("it", "animal", "street", top):
+        print(f"  {h.layer:>5} {h.head:>4} {h.favour:>8.3f} {h.against:>8.3f}")
+        rows.append({"layer": h.layer, "head": h.head, "animal": h.favour, "street": h.against})
     favour = int((animal > street).sum())
     print(f'  {favour} of {animal.numel()} heads weigh "animal" over "street"')
     return rows

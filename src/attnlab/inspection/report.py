@@ -18,7 +18,7 @@ from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.pretrained import load_minilm
 
-__all__ = ["Attends", "Report", "inspect"]
+__all__ = ["Attends", "Head", "Report", "inspect"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,16 @@ class Attends:
                 shown = ", ".join(f"{k} {w:.2f}" for k, _, w in keys)
                 lines.append(f"  layer {layer:>2} head {head:>2}: {shown}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Head:
+    """One head's weights from a query token to two keys (see :meth:`Report.heads_favouring`)."""
+
+    layer: int
+    head: int
+    favour: float  # weight on the favoured key
+    against: float  # weight on the other key
 
 
 @dataclass
@@ -82,6 +92,17 @@ class Report:
         """Weight from ``query`` to ``key`` in every layer and head: (L, H)."""
         i, j = self.position(query), self.position(key)
         return torch.stack([amap.query(i)[0, :, j] for amap in self.maps.values()])
+
+    def heads_favouring(self, query: str, favour: str, against: str, top: int = 5) -> list[Head]:
+        """The ``top`` heads where ``query`` weighs ``favour`` most over ``against`` (largest
+        margin w(query→favour) − w(query→against) first), over all layers."""
+        if top <= 0:
+            raise ValueError(f"top must be positive; got {top}")
+        good, bad = self.weight_between(query, favour), self.weight_between(query, against)
+        H = good.shape[1]
+        order = (good - bad).flatten().argsort(descending=True)[:top]  # over L·H heads
+        return [Head(*divmod(o, H), float(good.flatten()[o]), float(bad.flatten()[o]))
+                for o in order.tolist()]  # fmt: skip
 
     def compare(self, other: Report, query: str, key: str):  # -> Tensor (L, H, 2)
         """Weight from ``query`` to ``key`` here and in ``other``, per layer and head."""

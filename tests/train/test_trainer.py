@@ -118,7 +118,6 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    monkeypatch.setattr("attnlab.train.checkpoint.save_file", full_disk)
     with pytest.raises(OSError, match="No space left"):
         train(tiny(corpus, tmp_path, steps=20), resume=True)
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before

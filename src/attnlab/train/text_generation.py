@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
+from attnlab.models.checkpoint import restore_model
 from attnlab.models.generation import generate_sliding
-from attnlab.train.checkpoint import load_training, restore_model
+from attnlab.train.checkpoint import load_training
 from attnlab.train.tasks import build_model_and_tokenizers
 
 __all__ = ["generate_text"]

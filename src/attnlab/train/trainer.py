@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from attnlab.atomic import write_text
-from attnlab.train.checkpoint import load_training, restore_model, restore_optimizer, save_training
+from attnlab.models.checkpoint import restore_model
+from attnlab.train.checkpoint import load_training, restore_optimizer, save_training
 from attnlab.train.config import TrainConfig
 from attnlab.train.distributed import World
 from attnlab.train.loop import Callback, StepResult, train_loop

@@ -23,7 +23,7 @@ from attnlab.train.schedule import learning_rate
 
 __all__ = ["CharCorpus", "head_distance", "train_steps"]
 
-Batch = tuple[Tensor, Tensor]  # (input ids (B, T), targets (B, T) with −100 = no loss)
+LMBatch = tuple[Tensor, Tensor]  # input ids (B, T), targets (B, T) with −100 = no loss
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CharCorpus:
         cut = int(len(ids) * 0.9)
         return cls(tokenizer, ids[:cut], ids[cut:])
 
-    def batch(self, g: torch.Generator, batch: int, length: int, split: str = "train") -> Batch:
+    def batch(self, g: torch.Generator, batch: int, length: int, split: str = "train") -> LMBatch:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val'; got {split!r}")
         return sample_windows(
@@ -51,7 +51,7 @@ class CharCorpus:
 
 
 def train_steps(
-    model: nn.Module, next_batch: Callable[[int], Batch], steps: int, *, lr: float,
+    model: nn.Module, next_batch: Callable[[int], LMBatch], steps: int, *, lr: float,
     desc: str = "train", warmup: int | None = None, clip: float | None = 1.0,
 ) -> LoopResult:  # fmt: skip
     """The experiments' settings of :func:`attnlab.train.loop.train_loop`: AdamW (weight decay

@@ -13,7 +13,6 @@ Public API (each name documented where it is defined):
 """
 
 from attnlab import hooks, masks
-from attnlab.experiments.causality import check_causal
 from attnlab.functional.attention import AttentionResult, scaled_dot_product_attention
 from attnlab.functional.backends import BACKENDS, backend
 from attnlab.functional.bias import AttentionBias
@@ -21,6 +20,7 @@ from attnlab.hooks import HookPoint, ablate_heads, run_with_cache, run_with_hook
 from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.report import inspect
+from attnlab.models.checks import check_causal
 from attnlab.models.config import EncoderConfig, EncoderDecoderConfig, GPTConfig, ModelOutput
 from attnlab.models.encoder import Encoder
 from attnlab.models.encoder_decoder import EncoderDecoder

@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -5,7 +6,8 @@ from pathlib import Path
 import pytest
 
 import attnlab
-from attnlab.cli.main import main
+import attnlab.cli
+from attnlab.cli.main import build_parser, main
 
 
 def test_version(capsys):
@@ -15,12 +17,38 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"attnlab {attnlab.__version__}"
 
 
+def registered_commands():
+    """Every subcommand the parser knows, read from the parser itself (not a list kept here)."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    summaries = {a.dest: a.help for a in sub._choices_actions}
+    return {name: (p, summaries.get(name)) for name, p in sub.choices.items()}
+
+
+def test_every_module_in_the_cli_package_is_a_registered_command():
+    modules = {p.stem for p in Path(attnlab.cli.__file__).parent.glob("*.py")}
+    assert set(registered_commands()) == modules - {"__init__", "main"}
+
+
 def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for command, (_, summary) in registered_commands().items():
+        assert f"{command} {' '.join(summary.split())}" in out
+
+
+@pytest.mark.parametrize("command", sorted(registered_commands()))
+def test_every_command_has_help_that_explains(command, capsys):
+    parser, summary = registered_commands()[command]
+    assert summary and summary.strip()  # the one-line help in `attnlab --help`
+    assert parser.description and len(parser.description.split()) >= 5  # what it does
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("trace", "demo"):
-        assert command in out
+    assert out.startswith(f"usage: attnlab {command}")
+    assert " ".join(parser.description.split()[:5]) in " ".join(out.split())
 
 
 def test_trace_command_prints_shapes(capsys):

@@ -1,18 +1,16 @@
 import json
 
-import pytest
 import torch
 
 from attnlab import GPT, GPTConfig
 from attnlab.cli.main import main
-from attnlab.experiments.causality import check_causal
 from attnlab.experiments.common import CharCorpus
 from attnlab.experiments.masking import (
     MaskingConfig,
     real_word_fraction,
-    sample,
     validation_losses,
 )
+from attnlab.models.checks import check_causal
 
 
 def gpt(causal):
@@ -65,28 +63,3 @@ def test_quick_run_writes_numbers_and_figure(tmp_path, capsys):
         assert m["sample"].startswith("ROMEO:\n")
         assert len(m["sample"]) == len("ROMEO:\n") + MaskingConfig.quick().sample_chars
     assert (tmp_path / "masking.png").stat().st_size > 10_000
-
-
-def test_samples_keep_half_the_window_as_context(monkeypatch):
-    corpus = CharCorpus.load(plays=1, max_chars=20_000)
-    config = MaskingConfig.quick()  # context 16, 40 characters after "ROMEO:\n"
-    model = gpt_for(corpus, config)
-    lengths = []
-    generate = model.generate
-    monkeypatch.setattr(
-        model,
-        "generate",
-        lambda ids, n, **kw: (lengths.append((ids.shape[1], n)), generate(ids, n, **kw))[1],
-    )
-    text = sample(model, corpus, config)
-    assert len(text) == len("ROMEO:\n") + config.sample_chars
-    assert lengths[0] == (7, 9)  # the prompt, then fill the window
-    assert all(seen == 8 and seen + n <= 16 for seen, n in lengths[1:])  # context // 2 kept
-    with pytest.raises(ValueError, match="prompt must be shorter than the context"):
-        sample(model, corpus, MaskingConfig.quick().__class__(context=4, prompt="ROMEO:\n"))
-
-
-def gpt_for(corpus, config):
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=corpus.tokenizer.vocab_size, max_len=config.context,
-                         n_layers=1, n_heads=2, d_model=16)).eval()  # fmt: skip

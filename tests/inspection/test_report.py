@@ -71,3 +71,20 @@ def test_too_long_text_names_the_limit_and_truncates_only_when_asked():
     with pytest.warns(UserWarning, match="truncated from 602 to 512 tokens"):
         report = attnlab.inspect(text, truncate=True)
     assert len(report.tokens) == 512
+
+
+def test_heads_favouring_ranks_heads_by_the_margin_of_eager_weights(tired):
+    eager, tokenizer = load_minilm("eager")
+    with torch.no_grad():
+        ref = eager(**tokenizer(TIRED, return_tensors="pt"), output_attentions=True).attentions
+    i, a, s = (tired.position(t) for t in ("it", "animal", "street"))
+    margins = sorted(
+        ((float(layer[0, h, i, a] - layer[0, h, i, s]), n, h)
+         for n, layer in enumerate(ref) for h in range(layer.shape[1])),
+        reverse=True,
+    )  # fmt: skip
+    found = tired.heads_favouring("it", "animal", "street", top=4)
+    assert [(x.layer, x.head) for x in found] == [(n, h) for _, n, h in margins[:4]]
+    best = found[0]
+    assert best.favour - best.against == pytest.approx(margins[0][0], abs=1e-5)
+    assert best.favour == pytest.approx(float(ref[best.layer][0, best.head, i, a]), abs=1e-5)

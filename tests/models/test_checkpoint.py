@@ -1,12 +1,15 @@
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from attnlab import GPT, EncoderDecoder, EncoderDecoderConfig, GPTConfig
-from attnlab.models.checkpoint import load_model, save_model
+from attnlab.models.checkpoint import load_model, save_model, tied_weights
 
 
 def small_gpt():
@@ -30,11 +33,47 @@ def test_encoder_decoder_round_trip(tmp_path):
     assert torch.equal(model(src, tgt).logits, loaded(src, tgt).logits)
 
 
+def test_tied_weights_are_found_on_the_model_and_stored_once(tmp_path):
+    gpt = small_gpt()
+    assert tied_weights(gpt) == {"lm_head.weight": "token_embedding.weight"}
+    untied = GPT(GPTConfig(vocab_size=30, max_len=16, n_layers=1, n_heads=2, d_model=16,
+                           tie_weights=False))  # fmt: skip
+    assert tied_weights(untied) == {}
+    shared = torch.nn.Linear(3, 3)
+    twice = torch.nn.Sequential(shared, torch.nn.ReLU(), shared)
+    assert tied_weights(twice) == {"2.weight": "0.weight", "2.bias": "0.bias"}
+    save_model(gpt, tmp_path)
+    stored = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    assert "lm_head.weight" not in stored and "token_embedding.weight" in stored
+    assert set(stored) == set(gpt.state_dict()) - {"lm_head.weight"}
+
+
+def test_a_folder_of_the_previous_format_still_loads(tmp_path):
+    gpt = small_gpt()
+    # attnlab/1, written here as it was: config.json + a metadata-free state dict, the tied
+    # lm_head.weight left out
+    (tmp_path / "config.json").write_text(
+        json.dumps({"architecture": "GPT", "config": dataclasses.asdict(gpt.config)})
+    )
+    state = {k: v.contiguous() for k, v in gpt.state_dict().items() if k != "lm_head.weight"}
+    safetensors.torch.save_file(state, tmp_path / "model.safetensors")
+    loaded = load_model(tmp_path)
+    ids = torch.randint(0, 30, (2, 7))
+    assert torch.equal(gpt(ids).logits, loaded(ids).logits)
+    assert loaded.lm_head.weight is loaded.token_embedding.weight
+
+
+def rewrite_metadata(path, **changes):
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    safetensors.torch.save_file(tensors, path, metadata={**meta, **changes})
+
+
 def test_weights_from_another_config_are_refused(tmp_path):
     save_model(small_gpt(), tmp_path)
-    meta = json.loads((tmp_path / "config.json").read_text())
-    meta["config"]["d_model"] = 32
-    (tmp_path / "config.json").write_text(json.dumps(meta))
+    path = tmp_path / "model.safetensors"
+    config = small_gpt().config.to_dict()
+    rewrite_metadata(path, config=json.dumps({**config, "d_model": 32}))
     with pytest.raises(
         ValueError,
         match=r"model.safetensors: \S+ has shape \(\d+.*\), the config expects \(",
@@ -42,11 +81,18 @@ def test_weights_from_another_config_are_refused(tmp_path):
         load_model(tmp_path)
 
 
+def test_a_file_of_another_format_is_refused(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    rewrite_metadata(tmp_path / "model.safetensors", format="something/9")
+    with pytest.raises(ValueError, match="not an attnlab model checkpoint .*'something/9'"):
+        load_model(tmp_path)
+
+
 def test_corrupted_weights_are_a_clear_error(tmp_path):
     save_model(small_gpt(), tmp_path)
     path = tmp_path / "model.safetensors"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ValueError, match="is not a readable safetensors file"):
+    with pytest.raises(ValueError, match="is not a readable checkpoint"):
         load_model(tmp_path)
 
 

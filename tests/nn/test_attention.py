@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from attnlab import MultiHeadAttention
 from attnlab.masks import from_masked_out
-from attnlab.nn.convert import attention_parameter_count
+from attnlab.models.params import attention_parameter_count
 
 B, T, S, D, H = 2, 5, 7, 32, 4
 

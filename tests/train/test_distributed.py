@@ -20,8 +20,8 @@ def test_two_processes_match_one(tmp_path):
     one = load_config("shakespeare-char", **common, out_dir=str(tmp_path / "one"))
     two = load_config("shakespeare-char", **common, out_dir=str(tmp_path / "two"))
     train(one)
-    steps, _val_loss, stopped = spawn(two, 2)
-    assert (steps, stopped) == (12, "finished")
+    result = spawn(two, 2)
+    assert (result.steps, result.stopped) == (12, "finished")
 
     def losses(run):
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()

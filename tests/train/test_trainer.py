@@ -118,7 +118,6 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    monkeypatch.setattr("attnlab.train.checkpoint.save_file", full_disk)
     with pytest.raises(OSError, match="No space left"):
         train(tiny(corpus, tmp_path, steps=20), resume=True)
     assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
@@ -137,11 +136,3 @@ def test_non_utf8_corpus_is_refused(tmp_path):
     bad.write_bytes("señor".encode("latin-1") * 100)
     with pytest.raises(ValueError, match="is not UTF-8 text .*iconv"):
         train(tiny(bad, tmp_path / "out"))
-
-
-def test_loss_curve_picture(corpus, tmp_path):
-    from attnlab.train.curves import plot_curves
-
-    train(tiny(corpus, tmp_path, steps=20))
-    path = plot_curves(tmp_path / "metrics.jsonl", tmp_path / "curve.png", title="tiny")
-    assert path.stat().st_size > 10_000

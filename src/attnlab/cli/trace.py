@@ -6,8 +6,8 @@ import argparse
 
 import torch
 
+from attnlab.models.params import attention_parameter_count
 from attnlab.nn.attention import MultiHeadAttention
-from attnlab.nn.convert import attention_parameter_count
 from attnlab.trace import trace_shapes
 
 

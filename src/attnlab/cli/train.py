@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 
 from attnlab.train.config import PRESETS, TrainConfig, load_config
+from attnlab.train.distributed import launch
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,22 +37,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = load_config(args.preset, args.config, **overrides)
     print(f"training {config.task} on {config.corpus}; output in {config.out_dir}", flush=True)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun (one or many hosts)
-        from attnlab.train.distributed import World
-        from attnlab.train.trainer import train
-
-        result = train(config, resume=args.resume, world=World.from_env())
-        steps, val_loss, stopped = result.steps, result.val_loss, result.stopped
-    elif args.nproc > 1:
-        from attnlab.train.distributed import spawn
-
-        steps, val_loss, stopped = spawn(config, args.nproc, resume=args.resume)
-    else:
-        from attnlab.train.trainer import train
-
-        result = train(config, resume=args.resume)
-        steps, val_loss, stopped = result.steps, result.val_loss, result.stopped
-    shown = "n/a" if val_loss is None else f"{val_loss:.4f}"
-    print(f"{stopped} at step {steps}; validation loss {shown}; checkpoint "
+    result = launch(config, resume=args.resume, nproc=args.nproc)
+    shown = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
+    print(f"{result.stopped} at step {result.steps}; validation loss {shown}; checkpoint "
           f"{config.out_dir}/checkpoint.safetensors")  # fmt: skip
     return 0

@@ -1,5 +1,6 @@
-"""What several experiments share: a character corpus of Shakespeare, a plain training loop that
-records its loss curve and wall time, and mean pairwise distances between heads' maps.
+"""What several experiments share: a character corpus of Shakespeare, their settings of the
+training loop (:func:`attnlab.train.loop.train_loop`, which records the loss curve and wall
+time), and mean pairwise distances between heads' maps.
 
 Every experiment trains its models from a fixed seed on batches drawn from a fixed-seed
 generator, so two models compared in one experiment see the same batches in the same order.
@@ -7,21 +8,22 @@ generator, so two models compared in one experiment see the same batches in the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from attnlab.data.shakespeare import read_plays
 from attnlab.data.tokenizers import CharTokenizer
+from attnlab.data.windows import sample_windows
+from attnlab.train.loop import LoopResult, train_loop
 from attnlab.train.schedule import learning_rate
 
-__all__ = ["CharCorpus", "TrainRun", "head_distance", "train_steps"]
+__all__ = ["CharCorpus", "head_distance", "train_steps"]
 
-Batch = tuple[Tensor, Tensor]  # (input ids (B, T), targets (B, T) with −100 = no loss)
+LMBatch = tuple[Tensor, Tensor]  # input ids (B, T), targets (B, T) with −100 = no loss
 
 
 @dataclass
@@ -40,53 +42,35 @@ class CharCorpus:
         cut = int(len(ids) * 0.9)
         return cls(tokenizer, ids[:cut], ids[cut:])
 
-    def batch(self, g: torch.Generator, batch: int, length: int, split: str = "train") -> Batch:
+    def batch(self, g: torch.Generator, batch: int, length: int, split: str = "train") -> LMBatch:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val'; got {split!r}")
-        ids = self.train_ids if split == "train" else self.val_ids
-        if len(ids) <= length + 1:
-            raise ValueError(f"the {split} text has {len(ids)} characters; need > {length + 1}")
-        starts = torch.randint(0, len(ids) - length, (batch,), generator=g)  # start + T ≤ N − 1
-        window = ids[starts[:, None] + torch.arange(length + 1)]  # (B, T + 1)
-        return window[:, :-1], window[:, 1:]
-
-
-@dataclass
-class TrainRun:
-    losses: list[float]  # training loss per step
-    seconds: float  # wall time of all steps
+        return sample_windows(
+            self.train_ids if split == "train" else self.val_ids, batch, length, g
+        )
 
 
 def train_steps(
-    model: nn.Module, next_batch: Callable[[int], Batch], steps: int, *, lr: float,
-    loss_fn: Callable[[nn.Module, Tensor, Tensor], Tensor] | None = None, desc: str = "train",
-    warmup: int | None = None, clip: float | None = 1.0,
-) -> TrainRun:  # fmt: skip
-    """AdamW for ``steps`` steps on ``next_batch(step)``; ``loss_fn(model, ids, targets)``
-    defaults to the model's own loss (``model(ids, targets=targets).loss``). The learning rate
-    is constant, or with ``warmup`` rises linearly for that many steps and then decays along a
-    cosine to lr/10 (:func:`attnlab.train.schedule.learning_rate`). Gradients are clipped to
-    norm ``clip`` (None: not clipped)."""
-    loss_fn = loss_fn or (lambda m, ids, targets: m(ids, targets=targets).loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    model.train()
-    losses = []
-    start = time.perf_counter()
-    for step in tqdm(range(steps), desc=desc, leave=False):
-        if warmup is not None:
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(step, peak=lr, floor=lr / 10, warmup=warmup,
-                                            total=steps)  # fmt: skip
+    model: nn.Module, next_batch: Callable[[int], LMBatch], steps: int, *, lr: float,
+    desc: str = "train", warmup: int | None = None, clip: float | None = 1.0,
+) -> LoopResult:  # fmt: skip
+    """The experiments' settings of :func:`attnlab.train.loop.train_loop`: AdamW (weight decay
+    0.01) for ``steps`` steps on ``next_batch(step)`` = (ids, targets), the loss the model's own
+    (``model(input_ids=ids, targets=targets).loss``). The learning rate is constant, or with
+    ``warmup`` rises linearly for that many steps and then decays along a cosine to lr/10
+    (:func:`attnlab.train.schedule.learning_rate`). Gradients are clipped to norm ``clip``
+    (None: not clipped). The model is left in eval mode."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = None
+    if warmup is not None:
+        schedule = partial(learning_rate, peak=lr, floor=lr / 10, warmup=warmup, total=steps)
+
+    def inputs(step: int) -> dict[str, Tensor]:
         ids, targets = next_batch(step)
-        loss = loss_fn(model, ids, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        losses.append(loss.item())
-    model.eval()
-    return TrainRun(losses, time.perf_counter() - start)
+        return {"input_ids": ids, "targets": targets}
+
+    return train_loop(model, optimizer, inputs, steps=steps, schedule=schedule, grad_clip=clip,
+                      desc=desc)  # fmt: skip
 
 
 def head_distance(weights: Tensor, rows: Tensor | None = None) -> float:

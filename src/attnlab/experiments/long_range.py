@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.experiments.common import Batch, train_steps
+from attnlab.experiments.common import LMBatch, train_steps
 from attnlab.experiments.results import save_figure, write_json
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.gpt import GPT
@@ -48,7 +48,7 @@ class RecallTask:
     def length(self) -> int:
         return self.distance + self.offsets
 
-    def batch(self, g: torch.Generator, batch: int) -> Batch:
+    def batch(self, g: torch.Generator, batch: int) -> LMBatch:
         """ids (B, T) and targets (B, T): −100 everywhere except the value at the query."""
         ids = torch.randint(self.values, 2 * self.values, (batch, self.length), generator=g)
         value = torch.randint(0, self.values, (batch,), generator=g)
@@ -76,8 +76,8 @@ class RecurrentLM(nn.Module):
                     bias[hidden : 2 * hidden].fill_(0.5)  # gates i, f, g, o: f sums to 1
         self.head = nn.Linear(hidden, vocab_size)
 
-    def forward(self, ids: Tensor, targets: Tensor | None = None) -> ModelOutput:
-        h, _ = self.rnn(self.embedding(ids))  # (B, T, hidden)
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None) -> ModelOutput:
+        h, _ = self.rnn(self.embedding(input_ids))  # (B, T, hidden)
         logits = self.head(h)  # (B, T, V)
         loss = None
         if targets is not None:

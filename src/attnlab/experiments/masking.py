@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from attnlab.experiments.causality import check_causal
 from attnlab.experiments.common import CharCorpus, train_steps
 from attnlab.experiments.results import save_figure, write_json
+from attnlab.models.checks import check_causal
 from attnlab.models.config import GPTConfig
+from attnlab.models.generation import generate_sliding
 from attnlab.models.gpt import GPT
 
 __all__ = ["MaskingConfig", "run"]
@@ -86,21 +87,13 @@ def real_word_fraction(text: str, vocabulary: set[str]) -> float:
 
 
 def sample(model: GPT, corpus: CharCorpus, config: MaskingConfig) -> str:
-    """``sample_chars`` characters after the prompt, each chunk generated from the last
-    ``context // 2`` characters (the prompt at first), so the model always sees up to half its
-    window and generates the other half."""
+    """The prompt and ``sample_chars`` characters after it; past the window, each character is
+    predicted from the last ``context - 1`` (:func:`attnlab.models.generation.generate_sliding`)."""
     tok = corpus.tokenizer
-    if len(config.prompt) >= config.context:
-        raise ValueError(f"prompt must be shorter than the context ({config.context} characters);"
-                         f" got {len(config.prompt)}")  # fmt: skip
-    keep = max(len(config.prompt), config.context // 2)
-    text, g = config.prompt, torch.Generator().manual_seed(config.seed)
-    while (remaining := config.sample_chars - (len(text) - len(config.prompt))) > 0:
-        ids = torch.tensor([tok.encode(text[-keep:])])  # (1, ≤ keep)
-        n = min(remaining, config.context - ids.shape[1])
-        out = model.generate(ids, n, temperature=0.8, top_k=20, generator=g)
-        text += tok.decode(out[0, ids.shape[1] :].tolist())
-    return text
+    ids = torch.tensor([tok.encode(config.prompt)])  # (1, T)
+    g = torch.Generator().manual_seed(config.seed)
+    out = generate_sliding(model, ids, config.sample_chars, temperature=0.8, top_k=20, generator=g)
+    return tok.decode(out[0].tolist())
 
 
 def run(config: MaskingConfig, out_dir: str | Path) -> dict:

@@ -100,14 +100,17 @@ def padding_from_lengths(
     return (positions[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, Lk)
 
 
-def from_key_padding(key_is_real: Tensor) -> Tensor:
-    """(B, Lk) tensor where True/1 = **real token** (Hugging Face's ``attention_mask``) →
-    broadcastable attention mask (B, 1, 1, Lk), True = may attend."""
-    if key_is_real.dim() != 2:
-        raise ValueError(f"key_is_real must have shape (B, Lk); got {tuple(key_is_real.shape)}")
-    if key_is_real.is_floating_point():
-        raise ValueError(f"key_is_real must be bool or integer 0/1; got {key_is_real.dtype}")
-    return (key_is_real != 0)[:, None, None, :]
+def from_key_padding(attention_mask: Tensor) -> Tensor:
+    """Key padding ``attention_mask`` (B, Lk), True/1 = **real token** (Hugging Face's
+    convention) → broadcastable attention mask (B, 1, 1, Lk), True = may attend. (Attention
+    also takes ``attention_mask=`` directly.)"""
+    if attention_mask.dim() != 2:
+        raise ValueError(
+            f"attention_mask must have shape (B, Lk); got {tuple(attention_mask.shape)}"
+        )
+    if attention_mask.is_floating_point():
+        raise ValueError(f"attention_mask must be bool or integer 0/1; got {attention_mask.dtype}")
+    return (attention_mask != 0)[:, None, None, :]
 
 
 def combine(*masks: Tensor | None) -> Tensor | None:

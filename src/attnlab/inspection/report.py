@@ -10,7 +10,6 @@ offline and run with its default SDPA attention; maps are exact (see :class:`Att
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,7 +18,7 @@ from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import capture
 from attnlab.inspection.pretrained import load_minilm
 
-__all__ = ["Attends", "Report", "inspect", "load_checkpoint"]
+__all__ = ["Attends", "Head", "Report", "inspect"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,16 @@ class Attends:
                 shown = ", ".join(f"{k} {w:.2f}" for k, _, w in keys)
                 lines.append(f"  layer {layer:>2} head {head:>2}: {shown}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Head:
+    """One head's weights from a query token to two keys (see :meth:`Report.heads_favouring`)."""
+
+    layer: int
+    head: int
+    favour: float  # weight on the favoured key
+    against: float  # weight on the other key
 
 
 @dataclass
@@ -83,6 +92,17 @@ class Report:
         """Weight from ``query`` to ``key`` in every layer and head: (L, H)."""
         i, j = self.position(query), self.position(key)
         return torch.stack([amap.query(i)[0, :, j] for amap in self.maps.values()])
+
+    def heads_favouring(self, query: str, favour: str, against: str, top: int = 5) -> list[Head]:
+        """The ``top`` heads where ``query`` weighs ``favour`` most over ``against`` (largest
+        margin w(query→favour) − w(query→against) first), over all layers."""
+        if top <= 0:
+            raise ValueError(f"top must be positive; got {top}")
+        good, bad = self.weight_between(query, favour), self.weight_between(query, against)
+        H = good.shape[1]
+        order = (good - bad).flatten().argsort(descending=True)[:top]  # over L·H heads
+        return [Head(*divmod(o, H), float(good.flatten()[o]), float(bad.flatten()[o]))
+                for o in order.tolist()]  # fmt: skip
 
     def compare(self, other: Report, query: str, key: str):  # -> Tensor (L, H, 2)
         """Weight from ``query`` to ``key`` here and in ``other``, per layer and head."""
@@ -149,19 +169,3 @@ def _run(model: nn.Module, enc: dict) -> None:
         model(enc["input_ids"], enc.get("attention_mask"), enc.get("token_type_ids"))
     else:
         model(**enc)
-
-
-def load_checkpoint(folder: str | Path) -> tuple[nn.Module, object]:
-    """An attnlab checkpoint folder (see :mod:`attnlab.models.checkpoint`) with its
-    ``tokenizer.json``, ready for :func:`inspect`."""
-    from transformers import PreTrainedTokenizerFast
-
-    from attnlab.models.checkpoint import load_model
-
-    tokenizer_file = Path(folder) / "tokenizer.json"
-    if not tokenizer_file.is_file():
-        raise FileNotFoundError(
-            f"{tokenizer_file} is missing: inspecting a checkpoint needs its tokenizer.json"
-        )
-    model = load_model(folder)
-    return model, PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file))

@@ -1,9 +1,19 @@
-"""Saving and loading attnlab models: safetensors for weights, JSON for the configuration.
+"""Checkpoints: one safetensors file per model, the same format for a saved model and a training
+run.
 
-A checkpoint is a folder:
-    config.json        {"architecture": "GPT" | "Encoder" | "EncoderDecoder", "config": {...}}
-    model.safetensors  the state dict (shared tensors stored once)
-    tokenizer.json     optional: a Hugging Face ``tokenizers`` file, to turn text into ids
+A checkpoint file holds
+    tensors   the model's state dict, each tensor stored once: a weight reachable under two
+              names (GPT's ``lm_head.weight`` is ``token_embedding.weight``) is stored under the
+              first and re-tied by the model's constructor; :func:`tied_weights` finds the
+              aliases on the model itself
+              + anything the writer adds under its own prefix (a training run: ``optimizer/``)
+    metadata  {"format": "attnlab/2", "architecture": "GPT" | "Encoder" | "EncoderDecoder",
+               "config": the model config as JSON} + the writer's own keys (a training run:
+               "training", see :mod:`attnlab.train.checkpoint`)
+
+:func:`save_model` writes a folder: ``model.safetensors`` and optionally ``tokenizer.json`` (a
+Hugging Face ``tokenizers`` file, to turn text into ids). Folders written before this format
+(``config.json`` + ``model.safetensors`` without metadata) still load.
 
 Files are written atomically (temporary file, then rename). Loading never unpickles anything and
 refuses weights that do not match the configuration, naming the first mismatch.
@@ -12,19 +22,31 @@ refuses weights that do not match the configuration, naming the first mismatch.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-from torch import nn
+import safetensors.torch
+from safetensors import safe_open
+from torch import Tensor, nn
 
-from attnlab.atomic import atomic_write, write_json, write_text
+from attnlab.atomic import atomic_write, write_text
 from attnlab.models.config import EncoderConfig, EncoderDecoderConfig, GPTConfig
 from attnlab.models.encoder import Encoder
 from attnlab.models.encoder_decoder import EncoderDecoder
 from attnlab.models.gpt import GPT
 
-__all__ = ["load_model", "save_model"]
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "restore_model",
+    "save_model",
+    "tied_weights",
+    "write_checkpoint",
+]
 
+FORMAT = "attnlab/2"
 _ARCHITECTURES = {
     "GPT": (GPT, GPTConfig),
     "Encoder": (Encoder, EncoderConfig),
@@ -32,58 +54,142 @@ _ARCHITECTURES = {
 }
 
 
-def save_model(model: nn.Module, folder: str | Path, *, tokenizer_json: str | None = None) -> Path:
-    """Write ``model`` (GPT, Encoder or EncoderDecoder) to ``folder``."""
+def tied_weights(model: nn.Module) -> dict[str, str]:
+    """Every alias of a shared parameter or buffer → the first name it has in the state dict."""
+    first: dict[int, str] = {}
+    aliases = {}
+    named = [*model.named_parameters(remove_duplicate=False),
+             *model.named_buffers(remove_duplicate=False)]  # fmt: skip
+    for name, tensor in named:
+        if id(tensor) in first:
+            aliases[name] = first[id(tensor)]
+        else:
+            first[id(tensor)] = name
+    return aliases
+
+
+def model_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """The state dict without the aliases of :func:`tied_weights`, every tensor contiguous."""
+    aliases = tied_weights(model)
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in aliases}
+
+
+def write_checkpoint(
+    path: str | Path, model: nn.Module, *, extra_tensors: dict[str, Tensor] | None = None,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:  # fmt: skip
+    """Write ``model`` (GPT, Encoder or EncoderDecoder) and the caller's extras to one file."""
     name = type(model).__name__
     if name not in _ARCHITECTURES:
-        raise ValueError(f"save_model supports {sorted(_ARCHITECTURES)}; got {name}")
+        raise ValueError(f"checkpoints support {sorted(_ARCHITECTURES)}; got {name}")
+    tensors = model_tensors(model)
+    clash = sorted(set(tensors) & set(extra_tensors or {}))
+    if clash:
+        raise ValueError(f"extra tensors must not reuse the model's names; got {clash[:5]}")
+    tensors.update(extra_tensors or {})
+    meta = {"format": FORMAT, "architecture": name, "config": json.dumps(model.config.to_dict()),
+            **(extra_metadata or {})}  # fmt: skip
+    # looked up at call time, so a test can stand in a failing writer (a full disk)
+    return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=meta))
+
+
+@dataclass
+class Checkpoint:
+    metadata: dict[str, str]
+    tensors: dict[str, Tensor]  # everything in the file, model and extras
+
+    def build_model(self, path: str | Path = "checkpoint") -> nn.Module:
+        """The model of the architecture and config recorded in the file, not yet loaded."""
+        try:
+            model_cls, config_cls = _ARCHITECTURES[self.metadata["architecture"]]
+            config = config_cls.from_dict(json.loads(self.metadata["config"]))
+        except (KeyError, json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"{path} does not hold a valid attnlab config: {err!r}") from None
+        return model_cls(config)
+
+    def model_state(self) -> dict[str, Tensor]:
+        return {k: v for k, v in self.tensors.items() if "/" not in k}  # extras are prefixed
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Every tensor and the metadata of a safetensors file (no format check)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as err:  # truncated/corrupted files raise safetensors' own errors
+        raise ValueError(
+            f"{path} is not a readable checkpoint (truncated or corrupted?): {err}"
+        ) from None
+    return Checkpoint(meta, tensors)
+
+
+def restore_model(model: nn.Module, state: dict[str, Tensor], source: str | Path = "checkpoint"
+                  ) -> None:  # fmt: skip
+    """Load ``state`` into ``model``: every tensor must fit, and only the model's own aliases
+    (:func:`tied_weights`) may be absent."""
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key not in expected:
+            raise ValueError(f"{source} has a tensor {key!r} that {type(model).__name__} with "
+                             "this config does not")  # fmt: skip
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise ValueError(
+                f"{source}: {key} has shape {tuple(tensor.shape)}, the config expects "
+                f"{tuple(expected[key].shape)}"
+            )
+    missing = set(model.load_state_dict(state, strict=False).missing_keys)
+    missing -= set(tied_weights(model))
+    if missing:
+        raise ValueError(f"{source} lacks tensors: {sorted(missing)[:5]}")
+
+
+def save_model(model: nn.Module, folder: str | Path, *, tokenizer_json: str | None = None) -> Path:
+    """Write ``model`` to ``folder``/model.safetensors (and the tokenizer, if given)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {}
-    seen: dict[int, str] = {}
-    for key, tensor in model.state_dict().items():
-        if tensor.data_ptr() in seen:  # tied weights: stored once, re-tied by the constructor
-            continue
-        seen[tensor.data_ptr()] = key
-        state[key] = tensor.detach().contiguous()
-    atomic_write(folder / "model.safetensors", lambda tmp: save_file(state, tmp))
-    config = {"architecture": name, "config": model.config.to_dict()}
-    write_json(folder / "config.json", config)
+    write_checkpoint(folder / "model.safetensors", model)
     if tokenizer_json is not None:
         write_text(folder / "tokenizer.json", tokenizer_json)
     return folder
 
 
-def load_model(folder: str | Path) -> nn.Module:
-    """Read a model written by :func:`save_model`, in eval mode."""
-    folder = Path(folder)
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"not an attnlab checkpoint: {path} is missing")
+def load_model(path: str | Path) -> nn.Module:
+    """The model in a checkpoint, in eval mode: a folder written by :func:`save_model` (or by
+    the previous format), or a checkpoint file (a training run's ``checkpoint.safetensors``)."""
+    path = Path(path)
+    weights = path / "model.safetensors" if path.is_dir() else path
+    if path.is_dir() and (path / "config.json").is_file():
+        return _load_previous_format(path)
+    if not weights.is_file():
+        raise FileNotFoundError(f"not an attnlab checkpoint: {weights} is missing")
+    checkpoint = read_checkpoint(weights)
+    found = checkpoint.metadata.get("format")
+    if found != FORMAT:
+        raise ValueError(f"{weights} is not an attnlab model checkpoint (format {found!r}, "
+                         f"expected {FORMAT!r})")  # fmt: skip
+    model = checkpoint.build_model(weights)
+    restore_model(model, checkpoint.model_state(), weights)
+    return model.eval()
+
+
+def _load_previous_format(folder: Path) -> nn.Module:
+    """attnlab/1 folders: ``config.json`` {"architecture", "config"} + ``model.safetensors``
+    holding only the state dict."""
+    config_path, weights = folder / "config.json", folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"not an attnlab checkpoint: {weights} is missing")
     try:
         meta = json.loads(config_path.read_text())
-        model_cls, config_cls = _ARCHITECTURES[meta["architecture"]]
-        config = config_cls.from_dict(meta["config"])
+        metadata = {"architecture": meta["architecture"], "config": json.dumps(meta["config"])}
     except (KeyError, json.JSONDecodeError, TypeError) as err:
         raise ValueError(f"{config_path} is not a valid attnlab config: {err!r}") from None
     try:
-        state = load_file(str(weights_path))
+        state = safetensors.torch.load_file(str(weights))
     except Exception as err:  # safetensors raises its own types for corrupt files
-        raise ValueError(f"{weights_path} is not a readable safetensors file: {err}") from None
-    model = model_cls(config)
-    expected = model.state_dict()
-    for key, tensor in state.items():
-        if key not in expected:
-            raise ValueError(f"{weights_path} has a tensor {key!r} that {meta['architecture']} "
-                             "with this config does not")  # fmt: skip
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise ValueError(
-                f"{weights_path}: {key} has shape {tuple(tensor.shape)}, the config expects "
-                f"{tuple(expected[key].shape)}"
-            )
-    missing = model.load_state_dict(state, strict=False).missing_keys
-    tied = {"lm_head.weight", "output.weight"}
-    if set(missing) - tied:
-        raise ValueError(f"{weights_path} lacks tensors: {sorted(set(missing) - tied)[:5]}")
+        raise ValueError(f"{weights} is not a readable safetensors file: {err}") from None
+    model = Checkpoint(metadata, state).build_model(config_path)
+    restore_model(model, state, weights)
     return model.eval()

@@ -61,9 +61,6 @@ class LayerKVCache:
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
 
-    def reset(self) -> None:
-        self.length = 0
-
 
 class KVCache:
     """One :class:`LayerKVCache` per layer of a model; index it by layer number."""
@@ -94,7 +91,3 @@ class KVCache:
     def length(self) -> int:
         """Positions stored so far (the same in every layer after a full forward pass)."""
         return self.layers[0].length if self.layers else 0
-
-    def reset(self) -> None:
-        for layer in self.layers:
-            layer.reset()

@@ -18,12 +18,17 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["World", "free_port", "spawn"]
+if TYPE_CHECKING:  # the trainer imports World from here
+    from attnlab.train.config import TrainConfig
+    from attnlab.train.trainer import TrainResult
+
+__all__ = ["World", "free_port", "launch", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, size: int, port: int, config, resume: bool, results) -> None:  # type: ignore[no-untyped-def]
+def _worker(rank: int, size: int, port: int, config: TrainConfig, resume: bool, results) -> None:  # type: ignore[no-untyped-def]
     from attnlab.train.trainer import train
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -92,13 +97,13 @@ def _worker(rank: int, size: int, port: int, config, resume: bool, results) -> N
     try:
         result = train(config, resume=resume, world=World(rank, size))
         if rank == 0:
-            results.put((result.steps, result.val_loss, result.stopped))
+            results.put(result)
     finally:
         dist.destroy_process_group()
 
 
-def spawn(config, nproc: int, *, resume: bool = False):  # type: ignore[no-untyped-def]
-    """Train with ``nproc`` local processes; returns (steps, val_loss, stopped) of rank 0."""
+def spawn(config: TrainConfig, nproc: int, *, resume: bool = False) -> TrainResult:
+    """Train with ``nproc`` local processes; returns rank 0's result."""
     import torch.multiprocessing as mp
 
     if nproc < 1:
@@ -108,3 +113,15 @@ def spawn(config, nproc: int, *, resume: bool = False):  # type: ignore[no-untyp
     mp.start_processes(_worker, args=(nproc, free_port(), config, resume, results),
                        nprocs=nproc, join=True, start_method="spawn")  # fmt: skip
     return results.get()
+
+
+def launch(config: TrainConfig, *, resume: bool = False, nproc: int = 1) -> TrainResult:
+    """Train in the processes asked for: under torchrun (``WORLD_SIZE`` > 1 in the environment)
+    as this process's rank, else ``nproc`` local processes, else this process alone."""
+    from attnlab.train.trainer import train
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun (one or many hosts)
+        return train(config, resume=resume, world=World.from_env())
+    if nproc > 1:
+        return spawn(config, nproc, resume=resume)
+    return train(config, resume=resume)

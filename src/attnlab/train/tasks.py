@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from attnlab.data.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_json
+from attnlab.data.windows import sample_windows
 from attnlab.models.config import EncoderDecoderConfig, GPTConfig
 from attnlab.models.encoder_decoder import EncoderDecoder
 from attnlab.models.gpt import GPT
@@ -86,16 +87,9 @@ class LMTask:
 
     def batch(self, step: int, split: str = "train") -> dict[str, Tensor]:
         ids = self.train_ids if split == "train" else self.val_ids
-        T = self.config.context
         g = _generator(self.config.seed, step, split)
-        # a window is T + 1 tokens: start + T ≤ len − 1, so the last token is a target too
-        starts = torch.randint(0, len(ids) - T, (self.config.batch,), generator=g)
-        rows = starts[:, None] + torch.arange(T + 1)  # (B, T + 1)
-        window = ids[rows]
-        return {"input_ids": window[:, :-1], "targets": window[:, 1:]}  # (B, T) each
-
-    def tokens_in(self, batch: dict[str, Tensor]) -> int:
-        return batch["input_ids"].numel()
+        inputs, targets = sample_windows(ids, self.config.batch, self.config.context, g)
+        return {"input_ids": inputs, "targets": targets}  # (B, T) each
 
     def tokenizer_json(self) -> str:
         return self.tokenizer.to_json()
@@ -148,9 +142,6 @@ class TranslationTask:
         g = _generator(self.config.seed, step, split)
         chosen = [pairs[i] for i in torch.randint(0, len(pairs), (self.config.batch,), generator=g)]
         return collate(chosen, self.src_tok, self.tgt_tok)
-
-    def tokens_in(self, batch: dict[str, Tensor]) -> int:
-        return int((batch["targets"] != -100).sum())
 
     def tokenizer_json(self) -> str:
         return json.dumps({"src": self.src_tok.to_json(), "tgt": self.tgt_tok.to_json()})

@@ -14,7 +14,8 @@ import torch
 
 from attnlab.atomic import atomic_write
 from attnlab.inspection.capture import capture
-from attnlab.train.checkpoint import load_training, restore_model
+from attnlab.models.checkpoint import restore_model
+from attnlab.train.checkpoint import load_training
 from attnlab.train.tasks import TranslationTask, collate
 
 __all__ = ["TranslationScore", "alignment_figure", "bleu"]

@@ -1,15 +1,18 @@
-"""From text to pictures in one call: what `attnlab show` and `attnlab demo` use."""
+"""From text to pictures in one call: what `attnlab show` and `attnlab demo` run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from attnlab.inspection.report import inspect, load_checkpoint
+from attnlab.atomic import write_json
+from attnlab.inspection.pretrained import load_checkpoint
+from attnlab.inspection.report import Head, Report, inspect
 from attnlab.viz import figures
 from attnlab.viz.html import write_page
 from attnlab.viz.payload import AttentionPayload
 
-__all__ = ["show"]
+__all__ = ["DEMO_SENTENCES", "Demo", "demo", "show"]
 
 FORMATS = (".html", ".png", ".svg")
 
@@ -49,3 +52,53 @@ def show(
     if head is not None:
         raise ValueError("--head needs --layer")
     return [figures.model_grid(payload, out)]
+
+
+DEMO_SENTENCES = (
+    "The animal didn't cross the street because it was tired",
+    "The animal didn't cross the street because it was wide",
+)
+
+
+@dataclass(frozen=True)
+class Demo:
+    reports: list[Report]  # one per sentence of DEMO_SENTENCES
+    top_heads: list[list[Head]]  # per sentence: heads where "it" weighs "animal" most over "street"
+    written: list[Path]
+
+
+def demo(out: str | Path, *, top: int = 5) -> Demo:
+    """The notes' flagship example on the real MiniLM: for both sentences, the heads where "it"
+    weighs "animal" most over "street"; written to ``out``: the interactive page with both
+    sentences side by side, figures of the first sentence's best head and its layer, and the
+    numbers (``it_attention.json``)."""
+    out = Path(out)
+    reports = [inspect(text) for text in DEMO_SENTENCES]
+    top_heads = [r.heads_favouring("it", "animal", "street", top) for r in reports]
+    record = [
+        {
+            "text": r.text,
+            "tokens": r.tokens,
+            "top_heads": [{"layer": h.layer, "head": h.head, "animal": h.favour,
+                           "street": h.against} for h in heads],
+            "it_to_animal": r.weight_between("it", "animal").tolist(),  # [layer][head]
+            "it_to_street": r.weight_between("it", "street").tolist(),
+        }
+        for r, heads in zip(reports, top_heads, strict=True)
+    ]  # fmt: skip
+    tired, wide = (AttentionPayload.from_report(r) for r in reports)
+    best = top_heads[0][0]
+    # Link views: the heads of that layer among the top ones, so the strong links stay legible.
+    heads = [h.head for h in top_heads[0] if h.layer == best.layer]
+    written = [
+        write_page(out / "attention.html", tired, wide,
+                   title="attnlab demo: what does “it” attend to? (all-MiniLM-L6-v2)"),
+        figures.heatmap(tired, best.layer, best.head, out / "heatmap.png"),
+        figures.head_grid(tired, best.layer, out / "heads.png"),
+        figures.model_grid(tired, out / "model.png"),
+        figures.token_links(tired, best.layer, "it", out / "links_tired.png", heads=heads),
+        figures.token_links(wide, best.layer, "it", out / "links_wide.png", heads=heads),
+        figures.qkv_flow(out / "qkv_flow.png"),
+        write_json(out / "it_attention.json", record),
+    ]  # fmt: skip
+    return Demo(reports, top_heads, written)

@@ -3,7 +3,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from attnlab import GPT, GPTConfig
-from attnlab.experiments.causality import check_causal
+from attnlab.models.checks import check_causal
 
 
 def small_gpt():

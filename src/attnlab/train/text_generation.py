@@ -1,0 +1,39 @@
+"""Text from a training checkpoint: continue a prompt with a language model (sliding past its
+context, :func:`attnlab.models.generation.generate_sliding`) or translate it greedily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from attnlab.models.checkpoint import restore_model
+from attnlab.models.generation import generate_sliding
+from attnlab.train.checkpoint import load_training
+from attnlab.train.tasks import build_model_and_tokenizers
+
+__all__ = ["generate_text"]
+
+
+@torch.no_grad()
+def generate_text(
+    checkpoint: str | Path, prompt: str, *, max_new_tokens: int = 300, temperature: float = 0.8,
+    top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+) -> str:  # fmt: skip
+    """The prompt and ``max_new_tokens`` tokens after it (language model), or the translation of
+    the prompt (translation model: greedy, up to the context length; sampling options unused)."""
+    state = load_training(checkpoint)
+    model, tokenizers = build_model_and_tokenizers(state.config, state.tokenizer_json)
+    restore_model(model, state.model_state)
+    model.eval()
+    if state.config.task == "lm":
+        (tok,) = tokenizers
+        ids = torch.tensor([tok.encode(prompt)])  # (1, T)
+        g = torch.Generator().manual_seed(seed)
+        out = generate_sliding(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                               top_p=top_p, generator=g)  # fmt: skip
+        return tok.decode(out[0].tolist())
+    src_tok, tgt_tok = tokenizers
+    src = torch.tensor([src_tok.encode(prompt)[: state.config.context - 1]])  # (1, S)
+    out = model.generate(src, state.config.context - 1, tgt_tok.bos_id, tgt_tok.eos_id)
+    return tgt_tok.decode(out[0].tolist())

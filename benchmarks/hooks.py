@@ -9,7 +9,9 @@ weights, timed in turn:
 
 * ``without hook points``: the checks replaced by nothing (the code before hook points);
 * ``checked (shipped)``: a hook point runs only when :func:`attnlab.hooks.has_hooks` is true;
-* ``always called``: every hook point called through ``nn.Module.__call__``.
+* ``always called``: every hook point called through ``nn.Module.__call__``;
+* ``read-only hook on every hook_q``: the shipped build with a forward hook on each layer's
+  ``hook_q`` that keeps a reference to the value (what a cache does).
 
 Cases: one decoding step (B=1, T=1, 64 positions in the KV cache) and a full T=256 forward.
 Whole-forward differences are within this shared machine's noise, so the table also gives the
@@ -43,7 +45,7 @@ from benchmarks.common import setup_threads
 
 
 @contextlib.contextmanager
-def patched(variant: str) -> Iterator[None]:
+def patched(variant: str, model: torch.nn.Module | None = None) -> Iterator[None]:
     """Swap the hook helpers the modules imported by name, then restore them."""
     names = {
         attention_module: ("call_hook", "apply_linear", "has_hooks"),
@@ -59,23 +61,42 @@ def patched(variant: str) -> Iterator[None]:
         },
         "always called": {"call_hook": lambda point, x: point(x)},
         "checked (shipped)": {},
+        READ_Q: {},
     }[variant]
+    handles = []
     try:
         for (module, name), _ in saved.items():
             if name in replacements:
                 setattr(module, name, replacements[name])
+        if variant == READ_Q and model is not None:  # a read-only hook: keep a reference
+            seen: dict[str, torch.Tensor] = {}
+            for name, point in model.named_modules():
+                if name.endswith("hook_q"):
+                    handles.append(point.register_forward_hook(_keeper(seen, name)))
         yield
     finally:
+        for handle in handles:
+            handle.remove()
         for (module, name), fn in saved.items():
             setattr(module, name, fn)
 
 
-VARIANTS = ("without hook points", "checked (shipped)", "always called")
+READ_Q = "read-only hook on every hook_q"
 
 
-def run_variant(variant: str, fn):  # type: ignore[no-untyped-def]
+def _keeper(seen: dict, name: str):  # type: ignore[no-untyped-def]
+    def keep(module, inputs, output) -> None:  # type: ignore[no-untyped-def]
+        seen[name] = output
+
+    return keep
+
+
+VARIANTS = ("without hook points", "checked (shipped)", "always called", READ_Q)
+
+
+def run_variant(variant: str, fn, model: torch.nn.Module):  # type: ignore[no-untyped-def]
     def call() -> None:
-        with patched(variant):
+        with patched(variant, model):
             fn()
 
     return call
@@ -159,16 +180,21 @@ def main() -> None:
     cases = {"decode T=1, KV cache": decode_step, f"T={config.max_len}": lambda: gpt(full)}
     print(f"\nGPT {config.n_layers}×{config.d_model}, {config.n_heads} heads, B=1, float32, "
           f"{args.threads} thread(s), fastest of interleaved repetitions")  # fmt: skip
-    print("| case | " + " | ".join(f"{v} (ms)" for v in VARIANTS) + " | checks | checks (ms) |")
-    print("|---|" + "---|" * (len(VARIANTS) + 2))
+    print("| case | " + " | ".join(f"{v} (ms)" for v in VARIANTS)
+          + " | checks | checks (ms) | shipped vs without | hook_q read vs without |")  # fmt: skip
+    print("|---|" + "---|" * (len(VARIANTS) + 4))
     for case, fn in cases.items():
         with torch.no_grad():
             n_checks = checks_per_forward(gpt, fn)
-            fns = {v: run_variant(v, fn) for v in VARIANTS}
+            fns = {v: run_variant(v, fn, gpt) for v in VARIANTS}
             t = min_seconds(fns, reps, 1 if args.quick else 5)
         cells = " | ".join(f"{t[v] * 1e3:.3f}" for v in VARIANTS)
-        share = n_checks * check / t["without hook points"] * 100
-        print(f"| {case} | {cells} | {n_checks} | {n_checks * check * 1e3:.3f} ({share:.2f} %) |")
+        base = t["without hook points"]
+        share = n_checks * check / base * 100
+        shipped = (t["checked (shipped)"] / base - 1) * 100
+        read_q = (t[READ_Q] / base - 1) * 100
+        print(f"| {case} | {cells} | {n_checks} | {n_checks * check * 1e3:.3f} ({share:.2f} %) | "
+              f"{shipped:+.1f} % | {read_q:+.1f} % |")  # fmt: skip
 
 
 if __name__ == "__main__":

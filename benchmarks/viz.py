@@ -48,7 +48,7 @@ def main() -> None:
 
     n, loads = (64, 1) if args.quick else (1024, 5)
     payload = build_payload(n)
-    path = write_page(Path(tempfile.mkdtemp()) / "page.html", payload)
+    path = write_page(payload, Path(tempfile.mkdtemp()) / "page.html")
     size_mb = path.stat().st_size / 2**20
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

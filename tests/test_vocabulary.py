@@ -153,3 +153,23 @@ def test_models_and_layers_take_need_weights():
         assert field in fields
     assert "tie_weights" in names_of(attnlab.GPTConfig)
     assert "tie_weights" in names_of(attnlab.EncoderDecoderConfig)
+
+
+def test_the_output_path_is_the_last_positional_argument_everywhere():
+    import inspect as pyinspect
+
+    from attnlab.viz import figures, html
+
+    checked = []
+    for module in (figures, html):
+        for name, fn in vars(module).items():
+            if name.startswith("_") or not pyinspect.isfunction(fn):
+                continue
+            if fn.__module__ != module.__name__:
+                continue
+            params = pyinspect.signature(fn).parameters.values()
+            positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+            if "path" in positional:
+                checked.append(name)
+                assert positional[-1] == "path", f"{module.__name__}.{name}{positional}"
+    assert {"heatmap", "write_page", "token_links"} <= set(checked)

@@ -179,9 +179,9 @@ CASES = [
     ("lengths < 0", lambda: masks.padding_from_lengths([-1, 2], 3), ValueError,
      ["lengths", "min -1"]),
     ("key padding 3-d", lambda: masks.from_key_padding(torch.ones(1, 2, 3, dtype=torch.bool)),
-     ValueError, ["key_is_real", "(B, Lk)", "(1, 2, 3)"]),
+     ValueError, ["attention_mask", "(B, Lk)", "(1, 2, 3)"]),
     ("key padding float", lambda: masks.from_key_padding(torch.ones(1, 2)), ValueError,
-     ["key_is_real", "bool", "torch.float32"]),
+     ["attention_mask", "bool", "torch.float32"]),
     ("describe 1-d", lambda: masks.describe(torch.ones(3, dtype=torch.bool)), ValueError,
      ["mask", "2 dimensions", "(3,)"]),
     pytest.param(

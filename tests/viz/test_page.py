@@ -45,7 +45,7 @@ def link_count(page):
 
 
 def test_hover_draws_links_and_controls_change_them(browser, tmp_path):
-    path = write_page(tmp_path / "page.html", fake_payload(12, L=3, H=4))
+    path = write_page(fake_payload(12, L=3, H=4), tmp_path / "page.html")
     page, errors = open_page(browser, path)
     assert link_count(page) == 0
     page.hover("svg.headview text[data-index='3']")
@@ -63,7 +63,7 @@ def test_hover_draws_links_and_controls_change_them(browser, tmp_path):
 
 
 def test_model_view_thumbnail_opens_the_heatmap(browser, tmp_path):
-    path = write_page(tmp_path / "page.html", fake_payload(12, L=3, H=4))
+    path = write_page(fake_payload(12, L=3, H=4), tmp_path / "page.html")
     page, errors = open_page(browser, path)
     page.click("button[data-view='model']")
     assert page.locator("canvas[data-layer]").count() == 12
@@ -75,7 +75,7 @@ def test_model_view_thumbnail_opens_the_heatmap(browser, tmp_path):
 
 
 def test_comparison_shows_two_texts_side_by_side(browser, tmp_path):
-    path = write_page(tmp_path / "page.html", fake_payload(8), fake_payload(9, seed=1))
+    path = write_page(fake_payload(8), tmp_path / "page.html", compare=fake_payload(9, seed=1))
     page, errors = open_page(browser, path)
     assert page.locator(".panel").count() == 2
     assert errors == []
@@ -86,7 +86,7 @@ def test_token_text_is_shown_never_run(browser, tmp_path):
     evil = "<script>alert(1)</script>"
     p = type(p)(evil, (evil, "</script><img src=x onerror=alert(2)>", "&amp;", "ok"), p.layers,
                 p.maps, p.pool, p.top_indices, p.top_weights)  # fmt: skip
-    path = write_page(tmp_path / "page.html", p)
+    path = write_page(p, tmp_path / "page.html")
     assert "<script>alert(1)" not in path.read_text()
     page, errors = open_page(browser, path)
     text = page.inner_text("#panels")

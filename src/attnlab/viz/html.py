@@ -81,21 +81,30 @@ def render_page(
     )
 
 
-def write_page(path: str | Path, payload: AttentionPayload,
-               compare: AttentionPayload | None = None, **kwargs: object) -> Path:  # fmt: skip
-    """Write the page atomically (temporary file in the same folder, then rename)."""
-    return write_text(path, render_page(payload, compare, **kwargs))  # type: ignore[arg-type]
+def write_page(
+    payload: AttentionPayload, path: str | Path, *, compare: AttentionPayload | None = None,
+    title: str = "attnlab: attention", max_rows: int = 200,
+) -> Path:  # fmt: skip
+    """Write the page atomically (temporary file in the same folder, then rename). The output
+    path comes after the data, as in every figure function."""
+    return write_text(path, render_page(payload, compare, title=title, max_rows=max_rows))
 
 
 class Page:
     """The interactive page as an object: renders inline in Jupyter (``_repr_html_``)."""
 
-    def __init__(self, payload: AttentionPayload, compare: AttentionPayload | None = None,
-                 **kwargs: object) -> None:  # fmt: skip
-        self.payload, self.compare, self.kwargs = payload, compare, kwargs
+    def __init__(
+        self, payload: AttentionPayload, compare: AttentionPayload | None = None, *,
+        title: str = "attnlab: attention", max_rows: int = 200,
+    ) -> None:  # fmt: skip
+        self.payload, self.compare = payload, compare
+        self.title, self.max_rows = title, max_rows
+
+    def _render(self) -> str:
+        return render_page(self.payload, self.compare, title=self.title, max_rows=self.max_rows)
 
     def _repr_html_(self) -> str:
-        page = render_page(self.payload, self.compare, **self.kwargs)  # type: ignore[arg-type]
+        page = self._render()
         # An iframe keeps the page's script and styles apart from the notebook's.
         return (
             f'<iframe srcdoc="{html.escape(page, quote=True)}" '
@@ -103,4 +112,4 @@ class Page:
         )
 
     def save(self, path: str | Path) -> Path:
-        return write_page(path, self.payload, self.compare, **self.kwargs)  # type: ignore[arg-type]
+        return write_text(path, self._render())

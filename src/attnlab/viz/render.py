@@ -40,7 +40,7 @@ def show(
     payload = payload_of(text)
     if out.suffix == ".html":
         other = payload_of(compare) if compare is not None else None
-        return [write_page(out, payload, other, title=f"attnlab: attention on {name}")]
+        return [write_page(payload, out, compare=other, title=f"attnlab: attention on {name}")]
     if compare is not None:
         raise ValueError("--compare needs an .html output (two texts side by side)")
     if token is not None:
@@ -91,7 +91,7 @@ def demo(out: str | Path, *, top: int = 5) -> Demo:
     # Link views: the heads of that layer among the top ones, so the strong links stay legible.
     heads = [h.head for h in top_heads[0] if h.layer == best.layer]
     written = [
-        write_page(out / "attention.html", tired, wide,
+        write_page(tired, out / "attention.html", compare=wide,
                    title="attnlab demo: what does “it” attend to? (all-MiniLM-L6-v2)"),
         figures.heatmap(tired, best.layer, best.head, out / "heatmap.png"),
         figures.head_grid(tired, best.layer, out / "heads.png"),

@@ -50,13 +50,7 @@ def test_rnns_match_the_transformers_parameter_count(kind):
         ("gru", 210, 4),
         ("lstm", 212, 3),  # 24 from 188, 38 from 250
         ("lstm", 226, 4),  # 38 from 188, 24 from 250
-        pytest.param(  # 30 from 188, 32 from 250
-            *("lstm", 218, 3),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="rounds the real root of the quadratic (3.5 → 4), not the nearest count",
-            ),
-        ),
+        pytest.param("lstm", 218, 3),  # 30 from 188, 32 from 250: the root 3.5 is nearer 4
         ("gru", 1, 1),  # never below one unit
     ],
 )

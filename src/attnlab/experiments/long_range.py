@@ -107,11 +107,17 @@ class LongRangeConfig:
 def matched_hidden(kind: str, target: int, vocab: int, d_embed: int) -> int:
     """The hidden size whose RNN language model has the parameter count nearest ``target``."""
     gates = 4 if kind == "lstm" else 3
-    # gates·(h·(d_embed + h) + 2h) + h·vocab + vocab + vocab·d_embed = target, solved for h
+
+    def count(h: int) -> int:  # gates·(h·(d_embed + h) + 2h) + h·vocab + vocab + vocab·d_embed
+        return gates * (h * (d_embed + h) + 2 * h) + h * vocab + vocab + vocab * d_embed
+
+    # the real root of count(h) = target, then the nearer of the integers around it (the count
+    # is quadratic in h, so rounding the root can pick the farther one)
     a, b = gates, gates * (d_embed + 2) + vocab
     c = vocab + vocab * d_embed - target
-    h = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
-    return max(1, round(h))
+    root = (-b + math.sqrt(max(0, b * b - 4 * a * c))) / (2 * a)
+    candidates = {max(1, math.floor(root)), max(1, math.ceil(root))}
+    return min(sorted(candidates), key=lambda h: abs(count(h) - target))
 
 
 def build(kind: str, task: RecallTask, config: LongRangeConfig, target: int = 0) -> nn.Module:

@@ -100,7 +100,8 @@ class Trace(observe.Observer):
 
     @staticmethod
     def _format(call: TracedCall) -> str:
-        return f"{call.name}: {call.line()}\n    kernel: {call.kernel}"
+        notes = "".join(f"\n    {s.note}" for s in call.steps if s.name == "hook_pattern")
+        return f"{call.name}: {call.line()}\n    kernel: {call.kernel}{notes}"
 
     def summary(self) -> str:
         return "\n".join(c.line() for c in self.calls)

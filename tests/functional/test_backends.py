@@ -136,17 +136,62 @@ def test_each_backend_runs_its_own_route(backend, monkeypatch):
 
 
 def test_portable_backend_uses_no_private_operation(monkeypatch):
-    def forbidden():
-        raise AssertionError("a private PyTorch operation was looked up")
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a private PyTorch operation was called")
 
-    monkeypatch.setattr(backends, "flash_cpu_kernel", forbidden)
-    monkeypatch.setattr(attention_module, "flash_cpu_kernel", forbidden)
-    monkeypatch.setattr(backends, "private_softmax", forbidden)
+    monkeypatch.setattr(backends, "_PRIVATE", {})  # looked up afresh, and found forbidden
+    monkeypatch.setattr(torch, "_softmax", forbidden)
+    aten = torch.ops.aten
+    monkeypatch.setattr(aten, "_scaled_dot_product_flash_attention_for_cpu", forbidden)
     q, k, v = (torch.randn(2, 2, 6, 4) for _ in range(3))
+    padding = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]])
     with attnlab.backend("portable"):
         for need_weights in (False, True):
-            got, _ = attnlab.scaled_dot_product_attention(q, k, v, need_weights=need_weights)
-            torch.testing.assert_close(got.double(), oracle(q, k, v, scale=0.5)[0])
+            got, _ = attnlab.scaled_dot_product_attention(
+                q, k, v, causal=True, attention_mask=padding, need_weights=need_weights
+            )
+            want, _ = oracle(q, k, v, scale=0.5, causal=True, offset=0, attention_mask=padding)
+            torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_learned_bias_gets_its_gradient_on_every_backend(backend, with_mask):
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    slopes = torch.rand(2, generator=g, dtype=torch.float64).requires_grad_()
+    mask = torch.randn(1, 2, 5, 5, generator=g, dtype=torch.float64).requires_grad_()
+    learned = (slopes, mask) if with_mask else (slopes,)
+    mask = mask if with_mask else None
+    for need_weights in (False, True):
+        with attnlab.backend(backend):
+            out, _ = attnlab.scaled_dot_product_attention(
+                q, k, v, mask, causal=True, alibi_slopes=slopes, need_weights=need_weights
+            )
+        got = torch.autograd.grad(out.square().sum(), learned)
+        want_out, _ = oracle(q, k, v, scale=0.5, mask=mask, causal=True, slopes=slopes)
+        want = torch.autograd.grad(want_out.square().sum(), learned)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+@pytest.mark.parametrize("softcap", [None, 5.0])
+def test_dropout_in_training_is_applied_on_every_backend(backend, softcap):
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 2, 6, 4, generator=g) for _ in range(3))
+    plain, _ = oracle(q, k, v, scale=0.5, softcap=softcap)
+    draws = []
+    torch.manual_seed(0)
+    with torch.no_grad(), attnlab.backend(backend):
+        for _ in range(400):
+            out, _ = attnlab.scaled_dot_product_attention(
+                q, k, v, softcap=softcap, dropout=0.5, training=True
+            )
+            draws.append(out.double())
+    assert not torch.allclose(draws[0], plain, atol=1e-3)  # dropped: not the plain output
+    mean = torch.stack(draws).mean(0)  # inverted dropout keeps the expectation
+    torch.testing.assert_close(mean, plain, atol=0.15, rtol=0.0)
 
 
 @pytest.mark.parametrize("need_weights", [False, True])

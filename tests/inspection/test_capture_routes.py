@@ -70,3 +70,26 @@ def test_a_call_that_does_not_report_raises_naming_the_layer(monkeypatch):
     error = pytest.raises(ValueError, match="capture missed attention calls .*first")
     with error, capture(model):
         model(torch.randn(1, 5, 16))
+
+
+def test_capture_and_a_hooked_pattern_work_together():
+    torch.manual_seed(0)
+    model = TwoLayers().eval()
+    seen = []
+    model.first.hook_pattern.register_forward_hook(lambda m, i, o: seen.append(o))
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad(), capture(model) as maps:
+        model(x)
+    assert list(maps) == ["first", "second"]
+    torch.testing.assert_close(maps["first"].dense(), seen[0], atol=1e-6, rtol=1e-5)
+
+
+def test_the_trace_says_when_a_hooked_pattern_makes_weights_computed():
+    mha = MultiHeadAttention(16, 4).eval()
+    mha.hook_pattern.register_forward_hook(lambda m, i, o: None)
+    with torch.no_grad(), attnlab.trace_shapes(print_to=None) as trace:
+        mha(torch.randn(1, 3, 16))
+    (call,) = trace.calls
+    assert any(s.name == "hook_pattern" for s in call.steps)
+    assert call.kernel.startswith("blocked")  # the weights were asked for
+    assert "hook_pattern" in str(trace)

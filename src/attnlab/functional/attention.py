@@ -126,8 +126,8 @@ def scaled_dot_product_attention(
         observe.emit_step("q", q)  # inside a module the module reports its own q
     observe.emit_step("k", k)
     observe.emit_step("v", v)
-    grads = (q, k, v) if bias.mask is None else (q, k, v, bias.mask)  # a learned bias counts
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in grads)
+    learned = [t for t in (bias.mask, bias.alibi_slopes) if t is not None]  # learned biases
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *learned))
     route, why = _choose(q, v, bias, drop, need_weights, needs_grad)
     observe.emit_step("kernel", None, f"{route}: {why}")
     run = _ROUTES[route]
@@ -149,11 +149,13 @@ def _choose(
         return "reference", "need_weights with autograd"
     if need_weights and drop > 0:
         return "reference", f"need_weights with dropout={drop} in training"
-    if needs_grad and bias.softcap is not None:
-        return "reference", "softcap with autograd (PyTorch's SDPA has no softcap)"
+    if bias.softcap is not None and (needs_grad or drop > 0):
+        why = "autograd" if needs_grad else f"dropout={drop} in training"
+        return "reference", f"softcap with {why} (PyTorch's SDPA has no softcap)"
     on_cpu = q.device.type == "cpu"
     fusable = q.shape[-1] == v.shape[-1] and drop == 0.0 and bias.softcap is None
-    mask_grad = needs_grad and bias.mask is not None and bias.mask.requires_grad
+    learned = (t for t in (bias.mask, bias.alibi_slopes) if t is not None)
+    mask_grad = needs_grad and any(t.requires_grad for t in learned)
     if selected == "auto":
         if not on_cpu:
             return "portable", f"auto on {q.device.type}"
@@ -165,8 +167,9 @@ def _choose(
             "PyTorch CPU flash kernel, need_weights=False"
         )  # fmt: skip
     if selected == "blocked":
-        if needs_grad:
-            return "portable", "the blocked kernel has no autograd"
+        if needs_grad or drop > 0 or q.device.type == "meta":
+            why = "autograd" if needs_grad else "dropout" if drop > 0 else "values (meta device)"
+            return "portable", f"the blocked kernel has no {why}"
         return "blocked", "backend 'blocked' selected"
     if selected == "flash-cpu":
         if not on_cpu or not fusable or mask_grad or flash_cpu_kernel() is None:
@@ -185,7 +188,7 @@ def _why_not_flash(q: Tensor, v: Tensor, drop: float, bias: AttentionBias, mask_
     if bias.softcap is not None:
         return f"softcap={bias.softcap}"
     if mask_grad:
-        return "the float mask needs gradients"
+        return "the float mask or ALiBi slopes need gradients"
     if q.shape[-1] != v.shape[-1]:
         return f"d_k={q.shape[-1]} differs from d_v={v.shape[-1]}"
     return "PyTorch's CPU flash kernel is missing"

@@ -12,8 +12,8 @@
   blocked log-sum-exp where exact weights are wanted): runs on any device PyTorch supports.
 
 Private PyTorch operations are used only by the backend that needs them, behind a check at
-first use: when the operation is missing the call falls back to ``"portable"`` with a one-time
-warning.
+first use: when one is missing, a one-time warning says what runs instead (the portable backend
+for the flash kernel, public in-place operations for the blocked kernel's softmax).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def current_backend() -> str:
 _PRIVATE: dict[str, Callable | None] = {}
 
 
-def _private(name: str, find: Callable[[], Callable], needed_by: str) -> Callable | None:
+def _private(name: str, find: Callable[[], Callable], fallback: str) -> Callable | None:
     """Look a private PyTorch operation up once; warn once and return None when it is missing."""
     if name not in _PRIVATE:
         try:
@@ -61,8 +61,7 @@ def _private(name: str, find: Callable[[], Callable], needed_by: str) -> Callabl
         except (AttributeError, RuntimeError):
             _PRIVATE[name] = None
             warnings.warn(
-                f"this PyTorch ({torch.__version__}) has no {name}, which the {needed_by} "
-                "uses: falling back to attnlab's portable backend (public operations only)",
+                f"this PyTorch ({torch.__version__}) has no {name}: {fallback}",
                 RuntimeWarning,
                 stacklevel=4,
             )
@@ -74,10 +73,13 @@ def flash_cpu_kernel() -> Callable | None:
     return _private(
         "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
         lambda: torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
-        "flash-cpu backend",
+        "the flash-cpu backend falls back to attnlab's portable one (public operations only)",
     )
 
 
 def private_softmax() -> Callable | None:
     """``torch._softmax`` (softmax with ``out=``, in place in one pass); None when missing."""
-    return _private("torch._softmax", lambda: torch._softmax, "blocked backend")
+    return _private(
+        "torch._softmax", lambda: torch._softmax,
+        "the blocked kernel computes its softmax with public in-place operations (3 passes)",
+    )  # fmt: skip

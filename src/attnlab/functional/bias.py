@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-__all__ = ["ALIGNMENTS", "AttentionBias"]
+__all__ = ["ALIGNMENTS", "AttentionBias", "merge"]
 
 ALIGNMENTS = ("end", "start")
 
@@ -68,8 +68,8 @@ class AttentionBias:
         """The canonical form of a call's arguments (checked by
         :func:`attnlab.functional.checks.check_bias_arguments` beforehand)."""
         offset = 0 if causal and causal_alignment == "start" else lk - lq
-        concrete = mask is None or mask.device.type != "meta"  # meta tensors hold no values
-        if mask is not None and not causal and concrete and _is_start_triangle(mask, lq, lk):
+        on_cpu = mask is not None and mask.device.type == "cpu"  # elsewhere: a device sync
+        if mask is not None and not causal and on_cpu and _is_start_triangle(mask, lq, lk):
             mask, causal, offset = None, True, 0  # run as is_causal, not as an N×N mask
         if (
             mask is not None
@@ -85,8 +85,8 @@ class AttentionBias:
             attention_mask = attention_mask if attention_mask.dtype == torch.bool else (
                 attention_mask != 0
             )  # fmt: skip
-            if attention_mask.device.type != "meta" and bool(attention_mask.all()):
-                attention_mask = None  # nothing padded
+            if attention_mask.device.type == "cpu" and bool(attention_mask.all()):
+                attention_mask = None  # nothing padded (not asked elsewhere: a device sync)
         if causal and window is None and offset >= lk - 1:
             causal = False  # every query sees every key (e.g. one new token after a cache)
         return cls(
@@ -132,12 +132,8 @@ class AttentionBias:
             distance = (i - torch.arange(self.lk, device=device)[None, :]).clamp(min=0)
             alibi = -self.alibi_slopes.to(device, dtype)[:, None, None] * distance.to(dtype)
             added = alibi if added is None else added + alibi  # (H, rows, Lk)
-        if visible is None:
-            return added
-        if added is None:
-            zero = torch.zeros((), dtype=dtype, device=device)
-            return zero.masked_fill(~visible, float("-inf"))
-        return added.masked_fill(~visible, float("-inf"))
+        return merge([] if visible is None else [visible], [] if added is None else [added],
+                     dtype, device)  # fmt: skip
 
     def visible(
         self,
@@ -166,12 +162,7 @@ class AttentionBias:
             B = self.attention_mask.shape[0]
             lead = (B, *(1,) * (n_lead - 1)) if n_lead >= 1 else ()
             parts.append(self.attention_mask.reshape(*lead, 1, self.lk))  # (B, 1.., 1, Lk)
-        if not parts:
-            return None
-        out = parts[0]
-        for p in parts[1:]:
-            out = out & p
-        return out
+        return merge(parts, [], torch.bool, device)
 
     def cap_(self, scores: Tensor) -> Tensor:
         """Apply the softcap in place: scores → softcap·tanh(scores / softcap)."""
@@ -243,6 +234,27 @@ class AttentionBias:
         if self.softcap is not None:
             parts.append(f"softcap={self.softcap}")
         return f"AttentionBias({', '.join(parts)})"
+
+
+def merge(
+    visible: list[Tensor], added: list[Tensor], dtype: torch.dtype, device: torch.device | str
+) -> Tensor | None:
+    """The one place masks are merged. ``visible``: boolean masks (True = may attend), ANDed;
+    ``added``: float terms, summed. Returns the boolean AND when ``dtype`` is bool, else the
+    float sum with −inf wherever a boolean mask hides the key; None when both lists are empty."""
+    seen = None
+    for m in visible:
+        seen = m if seen is None else seen & m
+    if dtype == torch.bool:
+        return seen
+    total = None
+    for a in added:
+        a = a.to(dtype)
+        total = a if total is None else total + a
+    if seen is None:
+        return total
+    base = torch.zeros((), dtype=dtype, device=device) if total is None else total
+    return base.masked_fill(~seen, float("-inf"))
 
 
 def _rows(mask: Tensor, start: int, stop: int) -> Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from attnlab.functional.bias import AttentionBias
+from attnlab.functional.bias import AttentionBias, merge
 
 __all__ = [
     "MaskReport",
@@ -130,21 +130,11 @@ def combine(*masks: Tensor | None) -> Tensor | None:
     except RuntimeError:
         shapes = ", ".join(str(tuple(m.shape)) for m in present)
         raise ValueError(f"masks must broadcast to one shape; got {shapes}") from None
-    if all(m.dtype == torch.bool for m in present):
-        out = present[0]
-        for m in present[1:]:
-            out = out & m
-        return out
-    dtype = next(m.dtype for m in present if m.dtype != torch.bool)
-    out = None
-    for m in present:
-        bias = (
-            m.to(dtype)
-            if m.dtype != torch.bool
-            else torch.zeros((), dtype=dtype, device=m.device).masked_fill(~m, float("-inf"))
-        )
-        out = bias if out is None else out + bias
-    return out
+    bools = [m for m in present if m.dtype == torch.bool]
+    floats = [m for m in present if m.dtype != torch.bool]
+    if not floats:
+        return merge(bools, [], torch.bool, present[0].device)  # stays boolean
+    return merge(bools, floats, floats[0].dtype, present[0].device)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,8 @@ class AttentionMap:
         """Entropy (nats) of each query row's distribution: (B, H, Lq); 0 for empty rows."""
         parts = []
         for _, _, tile in self._blocks():
-            logs = torch.where(tile > 0, tile.log(), torch.zeros((), dtype=tile.dtype))
+            zero = torch.zeros((), dtype=tile.dtype, device=tile.device)
+            logs = torch.where(tile > 0, tile.log(), zero)
             parts.append(-(tile * logs).sum(-1))
         return torch.cat(parts, dim=2)
 

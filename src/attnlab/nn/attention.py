@@ -201,7 +201,7 @@ class MultiHeadAttention(nn.Module):
             v = v.repeat_interleave(H // H_kv, dim=1)
         pattern_hooked = has_hooks(self.hook_pattern)
         if pattern_hooked:
-            observe.emit_step("kernel", None, "hook_pattern attached: weights computed")
+            observe.emit_step("hook_pattern", None, "hook_pattern attached: weights computed")
         out, weights = scaled_dot_product_attention(
             q, k, v, mask, attention_mask=attention_mask, causal=causal, scale=self.scale,
             dropout=self.dropout, need_weights=need_weights or pattern_hooked,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -103,17 +104,28 @@ def run_variant(variant: str, fn, model: torch.nn.Module):  # type: ignore[no-un
     return call
 
 
-def min_seconds(fns: dict, reps: int, loops: int) -> dict[str, float]:
-    """Fastest mean of ``loops`` calls over ``reps`` interleaved repetitions: on a shared machine
-    the minimum is the run least disturbed by other processes."""
-    best = dict.fromkeys(fns, float("inf"))
+def interleaved_times(fns: dict, reps: int, loops: int) -> dict[str, list[float]]:
+    """Mean seconds of ``loops`` calls, per interleaved repetition, for each function."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
             start = time.perf_counter()
             for _ in range(loops):
                 fn()
-            best[name] = min(best[name], (time.perf_counter() - start) / loops)
-    return best
+            times[name].append((time.perf_counter() - start) / loops)
+    return times
+
+
+def min_seconds(fns: dict, reps: int, loops: int) -> dict[str, float]:
+    """Fastest of the interleaved repetitions: on a shared machine the least disturbed run."""
+    return {name: min(ts) for name, ts in interleaved_times(fns, reps, loops).items()}
+
+
+def paired_change(times: dict[str, list[float]], name: str, base: str) -> float:
+    """Median over repetitions of time(name) / time(base) − 1, in %: each ratio compares two
+    calls made one after the other, so slow drifts of the machine cancel."""
+    ratios = [a / b for a, b in zip(times[name], times[base], strict=True)]
+    return (statistics.median(ratios) - 1) * 100
 
 
 def checks_per_forward(gpt: GPT, fn) -> int:  # type: ignore[no-untyped-def]
@@ -171,7 +183,7 @@ def main() -> None:
             layer.length = prefix
         gpt(token, kv_cache=cache)
 
-    reps = 1 if args.quick else 30
+    reps = 1 if args.quick else 60
     costs = per_call_costs(reps)
     print("| per call, unhooked | µs |")
     print("|---|---|")
@@ -180,7 +192,8 @@ def main() -> None:
     check = costs["call_hook(point, x), no hook"]
     cases = {"decode T=1, KV cache": decode_step, f"T={config.max_len}": lambda: gpt(full)}
     print(f"\nGPT {config.n_layers}×{config.d_model}, {config.n_heads} heads, B=1, float32, "
-          f"{args.threads} thread(s), fastest of interleaved repetitions")  # fmt: skip
+          f"{args.threads} thread(s); ms: fastest of interleaved repetitions; % columns: "
+          "median of paired ratios")  # fmt: skip
     print("| case | " + " | ".join(f"{v} (ms)" for v in VARIANTS)
           + " | checks | checks (ms) | shipped vs without | hook_q read vs without |")  # fmt: skip
     print("|---|" + "---|" * (len(VARIANTS) + 4))
@@ -188,12 +201,13 @@ def main() -> None:
         with torch.no_grad():
             n_checks = checks_per_forward(gpt, fn)
             fns = {v: run_variant(v, fn, gpt) for v in VARIANTS}
-            t = min_seconds(fns, reps, 1 if args.quick else 5)
+            times = interleaved_times(fns, reps, 1 if args.quick else 5)
+        t = {name: min(ts) for name, ts in times.items()}
         cells = " | ".join(f"{t[v] * 1e3:.3f}" for v in VARIANTS)
         base = t["without hook points"]
         share = n_checks * check / base * 100
-        shipped = (t["checked (shipped)"] / base - 1) * 100
-        read_q = (t[READ_Q] / base - 1) * 100
+        shipped = paired_change(times, "checked (shipped)", "without hook points")
+        read_q = paired_change(times, READ_Q, "without hook points")
         print(f"| {case} | {cells} | {n_checks} | {n_checks * check * 1e3:.3f} ({share:.2f} %) | "
               f"{shipped:+.1f} % | {read_q:+.1f} % |")  # fmt: skip
 

@@ -78,14 +78,21 @@ class HookPoint(nn.Module):
         return x
 
 
+# PyTorch's global hook registries (``register_module_forward_hook`` etc.): dicts that PyTorch
+# fills in place and never rebinds, so they are looked up once here.
+_GLOBAL_FORWARD = _torch_module._global_forward_hooks
+_GLOBAL_FORWARD_PRE = _torch_module._global_forward_pre_hooks
+_GLOBAL_BACKWARD = _torch_module._global_backward_hooks
+_GLOBAL_BACKWARD_PRE = _torch_module._global_backward_pre_hooks
+
+
 def has_hooks(module: nn.Module) -> bool:
     """True when calling ``module`` could run a hook: its own forward / pre-forward / backward
     hooks, or global ones (``torch.nn.modules.module.register_module_forward_hook`` etc.)."""
     return bool(
         module._forward_hooks or module._forward_pre_hooks
         or module._backward_hooks or module._backward_pre_hooks
-        or _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks
-        or _torch_module._global_backward_hooks or _torch_module._global_backward_pre_hooks
+        or _GLOBAL_FORWARD or _GLOBAL_FORWARD_PRE or _GLOBAL_BACKWARD or _GLOBAL_BACKWARD_PRE
     )  # fmt: skip
 
 

@@ -176,10 +176,9 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         H, H_kv, d_h = self.n_heads, self.n_kv_heads, self.head_dim
         observe.emit_step("x", query)
-        projections = (self.q_proj, self.k_proj, self.v_proj)
         if (
             key is query and value is query and self.kdim == self.vdim == self.d_model
-            and not any(has_hooks(p) for p in projections)
+            and not (has_hooks(self.q_proj) or has_hooks(self.k_proj) or has_hooks(self.v_proj))
         ):  # fmt: skip
             q, k, v = self._project_self(query)  # one GEMM for W_Q, W_K, W_V
         else:

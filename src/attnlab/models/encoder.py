@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from attnlab.models.checks import check_ids
 from attnlab.models.config import EncoderConfig
 from attnlab.models.params import ParameterCount, count_parameters
-from attnlab.nn.blocks import EncoderLayer
+from attnlab.nn.blocks import EncoderLayer, hidden_of
 from attnlab.nn.positional import LearnedPositionalEmbedding
 
 __all__ = ["Encoder", "EncoderOutput"]
@@ -65,16 +65,13 @@ class Encoder(nn.Module):
             check_ids("token_type_ids", token_type_ids, c.type_vocab_size, c.max_len)
             x = x + self.token_type_embedding(token_type_ids)
         x = self.dropout(self.embed_norm(x))
-        hidden, attentions = [x], []
+        hidden, outputs = [x], []
         for layer in self.layers:
-            out = layer(x, attention_mask=attention_mask, need_weights=need_weights)
-            if need_weights:
-                x, weights, _ = out
-                attentions.append(weights)
-            else:
-                x = out
+            x = hidden_of(layer(x, attention_mask=attention_mask, need_weights=need_weights),
+                          outputs)  # fmt: skip
             hidden.append(x)
-        return EncoderOutput(x, tuple(hidden), tuple(attentions) if need_weights else None)
+        attentions = tuple(o.attention for o in outputs)
+        return EncoderOutput(x, tuple(hidden), attentions if need_weights else None)
 
     def num_parameters(self) -> ParameterCount:
         return count_parameters(self)

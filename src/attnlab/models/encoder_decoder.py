@@ -19,7 +19,7 @@ from attnlab.functional.linear import store_weights_transposed_
 from attnlab.models.checks import check_ids
 from attnlab.models.config import EncoderDecoderConfig, ModelOutput
 from attnlab.models.params import ParameterCount, count_parameters
-from attnlab.nn.blocks import DecoderLayer, EncoderLayer
+from attnlab.nn.blocks import DecoderLayer, EncoderLayer, LayerOutput, hidden_of
 from attnlab.nn.kv_cache import KVCache
 from attnlab.nn.positional import SinusoidalPositionalEncoding
 
@@ -73,15 +73,12 @@ class EncoderDecoder(nn.Module):
         c = self.config
         check_ids("src_ids", src_ids, c.src_vocab_size, c.max_len)
         x = self.encoder.embed(src_ids)
-        attentions = []
+        outputs: list[LayerOutput] = []
         for layer in self.encoder.layers:
-            out = layer(x, attention_mask=attention_mask, need_weights=need_weights)
-            if need_weights:
-                x, weights, _ = out
-                attentions.append(weights)
-            else:
-                x = out
-        return self.encoder.norm(x), tuple(attentions) if need_weights else None
+            x = hidden_of(layer(x, attention_mask=attention_mask, need_weights=need_weights),
+                          outputs)  # fmt: skip
+        attentions = tuple(o.attention for o in outputs)
+        return self.encoder.norm(x), attentions if need_weights else None
 
     def decode(
         self, tgt_ids: Tensor, memory: Tensor, *, attention_mask: Tensor | None = None,
@@ -106,23 +103,18 @@ class EncoderDecoder(nn.Module):
                 f"{memory.shape[0]}, target has {tgt_ids.shape[0]}"
             )
         x = self.decoder.embed(tgt_ids, offset)
-        self_attentions, cross_attentions = [], []
+        outputs: list[LayerOutput] = []
         for i, layer in enumerate(self.decoder.layers):
-            out = layer(
+            x = hidden_of(layer(
                 x, memory, attention_mask=decoder_attention_mask,
                 encoder_attention_mask=attention_mask, need_weights=need_weights,
                 kv_cache=kv_cache[i] if kv_cache is not None else None,
-            )  # fmt: skip
-            if need_weights:
-                x, weights, cross = out
-                self_attentions.append(weights)
-                cross_attentions.append(cross)
-            else:
-                x = out
+            ), outputs)  # fmt: skip
         logits = self.output(self.decoder.norm(x))  # (B, T, V)
         if not need_weights:
             return logits, None, None
-        return logits, tuple(self_attentions), tuple(cross_attentions)
+        self_attentions = tuple(o.attention for o in outputs)
+        return logits, self_attentions, tuple(o.cross_attention for o in outputs)
 
     def forward(
         self, src_ids: Tensor, tgt_ids: Tensor, *, attention_mask: Tensor | None = None,

@@ -16,7 +16,7 @@ from attnlab.functional.linear import store_weights_transposed_
 from attnlab.models.checks import check_ids
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.params import ParameterCount, count_parameters
-from attnlab.nn.blocks import DecoderOnlyLayer
+from attnlab.nn.blocks import DecoderOnlyLayer, LayerOutput, hidden_of
 from attnlab.nn.dropout import dropout
 from attnlab.nn.kv_cache import KVCache
 from attnlab.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
@@ -66,17 +66,13 @@ class GPT(nn.Module):
         T = input_ids.shape[1]
         x = self.token_embedding(input_ids) + self.position(T, offset)  # (B, T, D)
         x = dropout(self.dropout, x)
-        attentions = []
+        outputs: list[LayerOutput] = []  # with need_weights: each layer's weights
         for i, layer in enumerate(self.layers):
-            out = layer(
+            x = hidden_of(layer(
                 x, causal=self.config.causal, need_weights=need_weights,
                 kv_cache=kv_cache[i] if kv_cache is not None else None,
-            )  # fmt: skip
-            if need_weights:
-                x, weights, _ = out
-                attentions.append(weights)
-            else:
-                x = out
+            ), outputs)  # fmt: skip
+        attentions = [o.attention for o in outputs]
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         loss = None
         if targets is not None:

@@ -37,7 +37,14 @@ from attnlab.nn.dropout import dropout
 from attnlab.nn.feed_forward import ACTIVATIONS, FeedForward
 from attnlab.nn.kv_cache import LayerKVCache
 
-__all__ = ["BlockConfig", "DecoderLayer", "DecoderOnlyLayer", "EncoderLayer", "LayerOutput"]
+__all__ = [
+    "BlockConfig",
+    "DecoderLayer",
+    "DecoderOnlyLayer",
+    "EncoderLayer",
+    "LayerOutput",
+    "hidden_of",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,15 @@ class LayerOutput(NamedTuple):
     hidden_state: Tensor  # (B, T, D)
     attention: Tensor | None  # self-attention weights (B, H, T, S)
     cross_attention: Tensor | None = None  # decoder layers: (B, H, T, S_source)
+
+
+def hidden_of(out: Tensor | LayerOutput, outputs: list[LayerOutput]) -> Tensor:
+    """The hidden state (B, T, D) of a layer's output; a :class:`LayerOutput` (``need_weights``)
+    is also kept in ``outputs``, so a model collects every layer's weights in one list."""
+    if isinstance(out, LayerOutput):
+        outputs.append(out)
+        return out.hidden_state
+    return out
 
 
 def _residual(

@@ -96,6 +96,21 @@ def has_hooks(module: nn.Module) -> bool:
     )  # fmt: skip
 
 
+def hooks_below(module: nn.Module) -> bool:
+    """True when a hook could fire on one of ``module``'s direct submodules (its hook points
+    and projections) or globally. One pass per layer call: a layer without hooks then skips
+    every per-point check (what keeps unused hook points nearly free)."""
+    if _GLOBAL_FORWARD or _GLOBAL_FORWARD_PRE or _GLOBAL_BACKWARD or _GLOBAL_BACKWARD_PRE:
+        return True
+    for child in module._modules.values():
+        if child is not None and (
+            child._forward_hooks or child._forward_pre_hooks
+            or child._backward_hooks or child._backward_pre_hooks
+        ):  # fmt: skip
+            return True
+    return False
+
+
 def call_hook(point: HookPoint, x: Tensor) -> Tensor:
     """``point(x)`` when a hook could fire, else ``x`` without the ``nn.Module.__call__`` cost."""
     return point(x) if has_hooks(point) else x

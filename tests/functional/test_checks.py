@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from attnlab import scaled_dot_product_attention
-from attnlab.functional.checks import _common_case, check_attention_inputs
+from attnlab.functional.checks import is_common_case, check_attention_inputs
 
 
 def qkv(lq=4, lk=5, dk=8, dv=8):
@@ -89,8 +89,8 @@ def test_bad_dropout():
 
 def test_decoding_shapes_take_the_fast_check_and_still_catch_mistakes():
     q, k, v = torch.randn(1, 2, 1, 8), torch.randn(1, 2, 5, 8), torch.randn(1, 2, 5, 8)
-    assert _common_case(q, k, v, None, None, 0.0)  # one new query over a cache of five keys
-    assert _common_case(q, k, v, None, 0.5, 0.0)
+    assert is_common_case(q, k, v, None, None, 0.0)  # one new query over a cache of five keys
+    assert is_common_case(q, k, v, None, 0.5, 0.0)
     with pytest.raises(ValueError, match="k and v must have the same number of keys Lk"):
         check_attention_inputs(q, k, v[:, :, :4], None, None, 0.0)
     with pytest.raises(ValueError, match="q and k must share the last dimension d_k"):

@@ -43,6 +43,7 @@ from attnlab.functional.checks import (
     check_attention_inputs,
     check_bias_arguments,
     check_flags,
+    is_common_case,
     leading_shape,
 )
 from attnlab.functional.padded import padded_flash, prefix_lengths
@@ -101,6 +102,13 @@ def scaled_dot_product_attention(
         ``AttentionResult(output, weights)``; ``weights`` is None unless ``need_weights``.
         A query row with no visible key gets output 0 and weights 0.
     """
+    if (
+        mask is None and not need_weights and causal_alignment == "end" and window is None
+        and attention_mask is None and alibi_slopes is None and softcap is None
+    ):  # fmt: skip
+        out = _plain_flash(q, k, v, causal, scale, dropout)
+        if out is not None:
+            return AttentionResult(out, None)
     given = isinstance(mask, AttentionBias)
     check_attention_inputs(q, k, v, None if given else mask, scale, dropout)
     if not (type(causal) is type(need_weights) is type(training) is bool):
@@ -136,6 +144,30 @@ def scaled_dot_product_attention(
         observe.emit_step("weights", weights)
     observe.emit_step("context", out)
     return AttentionResult(out, weights)
+
+
+def _plain_flash(
+    q: Tensor, k: Tensor, v: Tensor, causal: object, scale: float | None, dropout: float
+) -> Tensor | None:
+    """The everyday call, run straight on the flash kernel without building a bias: 4-D float32
+    CPU inputs with one (B, H), no mask, no weights, no observer, the auto backend, and a causal
+    rule that is no rule (one query) or the square triangle. None for anything else (the general
+    route then handles it). Decoding a token per layer must not pay for the general route."""
+    if not (
+        (causal is False or causal is True)
+        and is_common_case(q, k, v, None, scale, dropout)
+        and q.shape[-1] == v.shape[-1]
+        and (not causal or q.shape[-2] == 1 or q.shape[-2] == k.shape[-2])
+        and q.device.type == "cpu"
+        and not observe.active_observers()
+        and current_backend() == "auto"
+    ):  # fmt: skip
+        return None
+    flash = flash_cpu_kernel()
+    if flash is None:
+        return None
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return flash(q, k, v, 0.0, causal and q.shape[-2] > 1, scale=scale)[0]  # (B, H, Lq, d_v)
 
 
 def _choose(

@@ -8,7 +8,13 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["check_attention_inputs", "check_bias_arguments", "check_flags", "leading_shape"]
+__all__ = [
+    "check_attention_inputs",
+    "check_bias_arguments",
+    "check_flags",
+    "is_common_case",
+    "leading_shape",
+]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -32,7 +38,7 @@ def check_attention_inputs(
 ) -> None:
     """Raise ValueError for any input that attention would otherwise reject cryptically or,
     worse, accept silently."""
-    if _common_case(q, k, v, mask, scale, dropout):
+    if is_common_case(q, k, v, mask, scale, dropout):
         return  # a few attribute reads: attention on short sequences must not pay for checks
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
@@ -82,7 +88,7 @@ def check_attention_inputs(
         raise ValueError(f"dropout must be in [0, 1); got {dropout}")
 
 
-def _common_case(
+def is_common_case(
     q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float | None, dropout: float
 ) -> bool:
     """True for the everyday input, which passes every check below: 4-D float32 q/k/v with one

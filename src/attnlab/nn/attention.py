@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
 from attnlab.functional.linear import linear, transposed_layout
-from attnlab.hooks import HookPoint, apply_linear, call_hook, has_hooks
+from attnlab.hooks import HookPoint, apply_linear, call_hook, has_hooks, hooks_below
 from attnlab.nn.kv_cache import LayerKVCache
 
 __all__ = ["MultiHeadAttention"]
@@ -176,9 +176,10 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         H, H_kv, d_h = self.n_heads, self.n_kv_heads, self.head_dim
         observe.emit_step("x", query)
+        hooked = hooks_below(self)  # one check for every hook point and projection below
         if (
             key is query and value is query and self.kdim == self.vdim == self.d_model
-            and not (has_hooks(self.q_proj) or has_hooks(self.k_proj) or has_hooks(self.v_proj))
+            and not (hooked and any(map(has_hooks, (self.q_proj, self.k_proj, self.v_proj))))
         ):  # fmt: skip
             q, k, v = self._project_self(query)  # one GEMM for W_Q, W_K, W_V
         else:
@@ -190,15 +191,18 @@ class MultiHeadAttention(nn.Module):
         k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         v = v.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         observe.emit_step("heads", q, f"{self.d_model} → {H}×{d_h}")
-        q = call_hook(self.hook_q, q)
-        k = call_hook(self.hook_k, k)
-        v = call_hook(self.hook_v, v)
+        if hooked:
+            q, k, v = (
+                call_hook(self.hook_q, q),
+                call_hook(self.hook_k, k),
+                call_hook(self.hook_v, v),
+            )
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, H_kv, S_cached + S, d_h)
         if H_kv != H:  # grouped-query: each key/value head serves H / H_kv query heads
             k = k.repeat_interleave(H // H_kv, dim=1)  # (B, H, S, d_h)
             v = v.repeat_interleave(H // H_kv, dim=1)
-        pattern_hooked = has_hooks(self.hook_pattern)
+        pattern_hooked = hooked and has_hooks(self.hook_pattern)
         if pattern_hooked:
             observe.emit_step("hook_pattern", None, "hook_pattern attached: weights computed")
         out, weights = scaled_dot_product_attention(
@@ -209,11 +213,16 @@ class MultiHeadAttention(nn.Module):
         # out (B, H, T, d_h); weights (B, H, T, S) or None
         if pattern_hooked:
             out, weights = self._hook_pattern(out, weights, v, need_weights)
-        z = call_hook(self.hook_z, out.transpose(1, 2))  # (B, H, T, d_h) → (B, T, H, d_h)
+        z = out.transpose(1, 2)  # (B, H, T, d_h) → (B, T, H, d_h)
+        if hooked:
+            z = call_hook(self.hook_z, z)
         out = z.reshape(B, T, self.d_model)  # concat heads: (B, T, H, d_h) → (B, T, D)
         observe.emit_step("concat", out, f"{H}×{d_h} → {self.d_model}")
         # W_O, no non-linearity after the concatenation: (B, T, D)
-        out = call_hook(self.hook_out, apply_linear(self.out_proj, out))
+        if hooked:
+            out = call_hook(self.hook_out, apply_linear(self.out_proj, out))
+        else:
+            out = linear(out, self.out_proj.weight, self.out_proj.bias)
         observe.emit_step("out", out)
         if weights is not None and average_weights:
             weights = weights.mean(dim=1)  # (B, T, S)

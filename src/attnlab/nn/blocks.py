@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from attnlab.hooks import HookPoint, call_hook
+from attnlab.hooks import HookPoint, call_hook, hooks_below
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.nn.dropout import dropout
 from attnlab.nn.feed_forward import ACTIVATIONS, FeedForward
@@ -95,12 +95,14 @@ def hidden_of(out: Tensor | LayerOutput, outputs: list[LayerOutput]) -> Tensor:
 
 def _residual(
     x: Tensor, norm: nn.LayerNorm, sublayer: Callable[[Tensor], Tensor], drop: nn.Dropout,
-    norm_first: bool, hook_out: HookPoint,
+    norm_first: bool, hook_out: HookPoint | None,
 ) -> Tensor:  # fmt: skip
-    """One sublayer with its residual connection; ``hook_out`` sees the sublayer's output."""
-    if norm_first:
-        return x + dropout(drop, call_hook(hook_out, sublayer(norm(x))))
-    return norm(x + dropout(drop, call_hook(hook_out, sublayer(x))))
+    """One sublayer with its residual connection; ``hook_out`` (None: no hook anywhere in the
+    layer) sees the sublayer's output."""
+    out = sublayer(norm(x) if norm_first else x)
+    if hook_out is not None:
+        out = call_hook(hook_out, out)
+    return x + dropout(drop, out) if norm_first else norm(x + dropout(drop, out))
 
 
 class _SelfAttentionLayer(nn.Module):
@@ -139,6 +141,10 @@ class _SelfAttentionLayer(nn.Module):
             return out
 
         norm_first = self.config.norm_first
+        if not hooks_below(self):  # one check for the layer's hook points: none attached
+            x = _residual(x, self.norm1, attend, self.dropout, norm_first, None)
+            x = _residual(x, self.norm2, self.ff, self.dropout, norm_first, None)
+            return LayerOutput(x, weights[0]) if need_weights else x
         x = call_hook(self.hook_resid_pre, x)
         x = _residual(x, self.norm1, attend, self.dropout, norm_first, self.hook_attn_out)
         x = call_hook(self.hook_resid_mid, x)

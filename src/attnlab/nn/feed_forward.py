@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlab.hooks import HookPoint, apply_linear, call_hook
+from attnlab.functional.linear import linear
+from attnlab.hooks import HookPoint, apply_linear, call_hook, hooks_below
 from attnlab.nn.dropout import dropout
 
 __all__ = ["ACTIVATIONS", "FeedForward"]
@@ -37,6 +38,10 @@ class FeedForward(nn.Module):
         self.hook_post = HookPoint()  # (B, T, d_ff)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
+        if not hooks_below(self):  # the fast path: no hook on linear1, linear2 or hook_post
+            l1, l2 = self.linear1, self.linear2
+            hidden = ACTIVATIONS[self.activation](linear(x, l1.weight, l1.bias))  # (B, T, d_ff)
+            return linear(dropout(self.dropout, hidden), l2.weight, l2.bias)  # (B, T, D)
         hidden = ACTIVATIONS[self.activation](apply_linear(self.linear1, x))  # (B, T, d_ff)
         hidden = call_hook(self.hook_post, hidden)
         return apply_linear(self.linear2, dropout(self.dropout, hidden))  # (B, T, D)

@@ -3,32 +3,26 @@
     python -m benchmarks.hooks            # char-small GPT (6×384, 6 heads), decode and T=256
     python -m benchmarks.hooks --quick    # a smoke run
 
-Every layer has 12 hook points (6 in attention, 5 in the block, 1 in the feed-forward) and every
-projection checks for hooks before taking its fast path. Three builds of the same model and
-weights, timed in turn:
+Every layer has 12 hook points (6 in attention, 5 in the block, 1 in the feed-forward), and the
+projections' own hooks must fire too. Four builds of the same model and weights, timed in turn:
 
-* ``without hook points``: the checks replaced by nothing (the code before hook points);
-* ``checked (shipped)``: a hook point runs only when :func:`attnlab.hooks.has_hooks` is true;
+* ``without hook points``: every check replaced by nothing (the code before hook points);
+* ``checked (shipped)``: one :func:`attnlab.hooks.hooks_below` check per layer call (attention,
+  feed-forward, block); hook points and the projections' hooks run only when it is true;
 * ``always called``: every hook point called through ``nn.Module.__call__``;
 * ``read-only hook on every hook_q``: the shipped build with a forward hook on each layer's
   ``hook_q`` that keeps a reference to the value (what a cache does).
 
-Cases: one decoding step (B=1, T=1, 64 positions in the KV cache) and a full T=256 forward.
-Whole-forward differences are within this shared machine's noise, so the table also gives the
-measured cost of one unhooked check times the number of checks per forward.
-
-Measured (2026-11-25, shared 2-core machine under load ~5, ``--threads 1``): one unhooked check
-0.24 µs, a hook point called through ``nn.Module.__call__`` 0.95 µs; 108 checks per forward
-(18 per layer) = 0.025 ms, 0.37 % of a 6.8 ms decoding step and 0.02 % of the T=256 forward.
-Calling every hook point instead would cost 72 × 0.95 µs ≈ 0.07 ms per step (~1 % at 6.8 ms,
-more on an idle machine, where the step is ~3 ms): hence the check. The whole-forward columns
-differ by more than that in both directions: noise.
+Cases: one decoding step (B=1, T=1, 64 positions in the KV cache) and a full T=256 forward. The
+% columns are medians of paired ratios (two calls one after the other), the check columns the
+measured cost of one unhooked check times the checks per forward. Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import time
 from collections.abc import Iterator
@@ -49,9 +43,9 @@ from benchmarks.common import setup_threads
 def patched(variant: str, hook_q_points: list = ()) -> Iterator[None]:  # type: ignore[assignment]
     """Swap the hook helpers the modules imported by name, then restore them."""
     names = {
-        attention_module: ("call_hook", "apply_linear", "has_hooks"),
-        blocks_module: ("call_hook",),
-        ff_module: ("call_hook", "apply_linear"),
+        attention_module: ("call_hook", "apply_linear", "has_hooks", "hooks_below"),
+        blocks_module: ("call_hook", "hooks_below"),
+        ff_module: ("call_hook", "apply_linear", "hooks_below"),
     }
     saved = {(m, n): getattr(m, n) for m, ns in names.items() for n in ns}
     replacements = {
@@ -59,8 +53,12 @@ def patched(variant: str, hook_q_points: list = ()) -> Iterator[None]:  # type: 
             "call_hook": lambda point, x: x,
             "apply_linear": lambda layer, x: linear(x, layer.weight, layer.bias),
             "has_hooks": lambda module: False,
+            "hooks_below": lambda module: False,
         },
-        "always called": {"call_hook": lambda point, x: point(x)},
+        "always called": {
+            "call_hook": lambda point, x: point(x),
+            "hooks_below": lambda module: True,
+        },
         "checked (shipped)": {},
         READ_Q: {},
     }[variant]
@@ -93,26 +91,21 @@ def _keeper(seen: dict, name: str):  # type: ignore[no-untyped-def]
 VARIANTS = ("without hook points", "checked (shipped)", "always called", READ_Q)
 
 
-def run_variant(variant: str, fn, model: torch.nn.Module):  # type: ignore[no-untyped-def]
-    # found once: walking the model's modules on every call would be timed too
-    points = [(n, m) for n, m in model.named_modules() if n.endswith("hook_q")]
-
-    def call() -> None:
-        with patched(variant, points):
-            fn()
-
-    return call
-
-
-def interleaved_times(fns: dict, reps: int, loops: int) -> dict[str, list[float]]:
-    """Mean seconds of ``loops`` calls, per interleaved repetition, for each function."""
+def interleaved_times(
+    fns: dict, reps: int, loops: int, contexts: dict | None = None
+) -> dict[str, list[float]]:
+    """Mean seconds of ``loops`` calls, per interleaved repetition, for each function. A
+    function's context (``contexts[name]()``, e.g. patched helpers or attached hooks) is entered
+    around its sample, outside the timed loop."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(loops):
-                fn()
-            times[name].append((time.perf_counter() - start) / loops)
+            context = contexts[name]() if contexts else contextlib.nullcontext()
+            with context:
+                start = time.perf_counter()
+                for _ in range(loops):
+                    fn()
+                times[name].append((time.perf_counter() - start) / loops)
     return times
 
 
@@ -129,31 +122,33 @@ def paired_change(times: dict[str, list[float]], name: str, base: str) -> float:
 
 
 def checks_per_forward(gpt: GPT, fn) -> int:  # type: ignore[no-untyped-def]
-    """How many hook checks (hook points + projections + the pattern check) one call makes."""
+    """How many hook checks (one per attention, feed-forward and block call) one call makes."""
     count = 0
-    real = hooks_module.has_hooks
+    real = hooks_module.hooks_below
 
     def counting(module: torch.nn.Module) -> bool:
         nonlocal count
         count += 1
         return real(module)
 
-    modules = (hooks_module, attention_module)
-    saved = [m.has_hooks for m in modules]
+    modules = (attention_module, blocks_module, ff_module)
+    saved = [m.hooks_below for m in modules]
     try:
         for m in modules:
-            m.has_hooks = counting
+            m.hooks_below = counting
         fn()
     finally:
         for m, f in zip(modules, saved, strict=True):
-            m.has_hooks = f
+            m.hooks_below = f
     return count
 
 
 def per_call_costs(reps: int) -> dict[str, float]:
     point, x = HookPoint(), torch.randn(1, 1, 384)
+    layer = attention_module.MultiHeadAttention(384, 6)
     fns = {
         "call_hook(point, x), no hook": lambda: hooks_module.call_hook(point, x),
+        "hooks_below(attention layer), no hook": lambda: hooks_module.hooks_below(layer),
         "point(x) via nn.Module.__call__": lambda: point(x),
     }
     return min_seconds(fns, reps, 20000)
@@ -189,7 +184,7 @@ def main() -> None:
     print("|---|---|")
     for name, secs in costs.items():
         print(f"| {name} | {secs * 1e6:.3f} |")
-    check = costs["call_hook(point, x), no hook"]
+    check = costs["hooks_below(attention layer), no hook"]
     cases = {"decode T=1, KV cache": decode_step, f"T={config.max_len}": lambda: gpt(full)}
     print(f"\nGPT {config.n_layers}×{config.d_model}, {config.n_heads} heads, B=1, float32, "
           f"{args.threads} thread(s); ms: fastest of interleaved repetitions; % columns: "
@@ -200,8 +195,10 @@ def main() -> None:
     for case, fn in cases.items():
         with torch.no_grad():
             n_checks = checks_per_forward(gpt, fn)
-            fns = {v: run_variant(v, fn, gpt) for v in VARIANTS}
-            times = interleaved_times(fns, reps, 1 if args.quick else 5)
+            points = [(n, m) for n, m in gpt.named_modules() if n.endswith("hook_q")]
+            contexts = {v: functools.partial(patched, v, points) for v in VARIANTS}
+            fns = dict.fromkeys(VARIANTS, fn)
+            times = interleaved_times(fns, reps, 1 if args.quick else 5, contexts)
         t = {name: min(ts) for name, ts in times.items()}
         cells = " | ".join(f"{t[v] * 1e3:.3f}" for v in VARIANTS)
         base = t["without hook points"]

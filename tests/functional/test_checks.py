@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from attnlab import scaled_dot_product_attention
-from attnlab.functional.checks import is_common_case, check_attention_inputs
+from attnlab.functional.checks import check_attention_inputs, is_common_case
 
 
 def qkv(lq=4, lk=5, dk=8, dv=8):

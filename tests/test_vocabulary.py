@@ -173,3 +173,16 @@ def test_the_output_path_is_the_last_positional_argument_everywhere():
                 checked.append(name)
                 assert positional[-1] == "path", f"{module.__name__}.{name}{positional}"
     assert {"heatmap", "write_page", "token_links"} <= set(checked)
+
+
+def test_model_and_tokenizer_are_keywords_wherever_a_text_is_run():
+    import inspect as pyinspect
+
+    import attnlab
+    from attnlab.viz import render
+
+    for fn in (attnlab.inspect, render.show):
+        params = pyinspect.signature(fn).parameters
+        for name in ("model", "tokenizer"):
+            if name in params:
+                assert params[name].kind is pyinspect.Parameter.KEYWORD_ONLY, (fn, name)

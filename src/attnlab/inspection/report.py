@@ -123,9 +123,10 @@ class Report:
 
 
 def inspect(
-    text: str, model: nn.Module | None = None, tokenizer=None, *, truncate: bool = False
+    text: str, *, model: nn.Module | None = None, tokenizer=None, truncate: bool = False
 ) -> Report:
     """Run ``text`` through ``model`` (default: the real MiniLM) and capture exact attention.
+    ``model`` and ``tokenizer`` are keywords, so no call depends on their order.
 
     Texts longer than the model's positions are refused with the limit, unless
     ``truncate=True``, which keeps the first positions and says so in a warning."""
@@ -135,7 +136,7 @@ def inspect(
         model, tokenizer = load_minilm("sdpa")
     if tokenizer is None:
         raise ValueError(
-            "a tokenizer is needed with a custom model: inspect(text, model, tokenizer)"
+            "a tokenizer is needed with a custom model: inspect(text, model=..., tokenizer=...)"
         )
     config = model.config
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)

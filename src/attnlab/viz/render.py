@@ -35,7 +35,9 @@ def show(
     name = f"attnlab checkpoint {Path(checkpoint).name}" if checkpoint else "all-MiniLM-L6-v2"
 
     def payload_of(t: str) -> AttentionPayload:
-        return AttentionPayload.from_report(inspect(t, model, tokenizer, truncate=truncate))
+        return AttentionPayload.from_report(
+            inspect(t, model=model, tokenizer=tokenizer, truncate=truncate)
+        )
 
     payload = payload_of(text)
     if out.suffix == ".html":

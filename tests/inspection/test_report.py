@@ -88,3 +88,13 @@ def test_heads_favouring_ranks_heads_by_the_margin_of_eager_weights(tired):
     best = found[0]
     assert best.favour - best.against == pytest.approx(margins[0][0], abs=1e-5)
     assert best.favour == pytest.approx(float(ref[best.layer][0, best.head, i, a]), abs=1e-5)
+
+
+def test_heads_weighing_ranks_each_layers_heads_by_the_weight_on_the_key(tired):
+    table = tired.heads_weighing("it", "animal", top=2)
+    weights = tired.weight_between("it", "animal")  # (L, H), independent of the ranking
+    assert len(table) == weights.shape[0]
+    for layer, heads in enumerate(table):
+        best = sorted(range(weights.shape[1]), key=lambda h: -float(weights[layer, h]))[:2]
+        assert [h for h, _ in heads] == best
+        assert [w for _, w in heads] == [float(weights[layer, h]) for h in best]

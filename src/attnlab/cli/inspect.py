@@ -33,11 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if args.key is None:
         print(report.attends(args.token, top=args.top))
         return 0
-    weights = report.weight_between(args.token, args.key)  # (L, H)
     print(f'heads where "{args.token}" weighs "{args.key}" most, per layer:')
     print(f"  {'layer':>5}  {'head':>4}  {'weight':>6}")
-    for layer, row in enumerate(weights):
-        values, heads = row.topk(min(args.top, row.numel()))
-        for w, h in zip(values.tolist(), heads.tolist(), strict=True):
-            print(f"  {layer:>5}  {h:>4}  {w:>6.3f}")
+    for layer, heads in enumerate(report.heads_weighing(args.token, args.key, top=args.top)):
+        for head, weight in heads:
+            print(f"  {layer:>5}  {head:>4}  {weight:>6.3f}")
     return 0

@@ -93,6 +93,18 @@ class Report:
         i, j = self.position(query), self.position(key)
         return torch.stack([amap.query(i)[0, :, j] for amap in self.maps.values()])
 
+    def heads_weighing(self, query: str, key: str, top: int = 3) -> list[list[tuple[int, float]]]:
+        """Per layer, the ``top`` heads where ``query`` weighs ``key`` most, largest first:
+        ``[[(head, weight), ...] for each layer]``."""
+        if top <= 0:
+            raise ValueError(f"top must be positive; got {top}")
+        weights = self.weight_between(query, key)  # (L, H)
+        values, heads = weights.topk(min(top, weights.shape[1]), dim=1)  # (L, top) each
+        return [
+            list(zip(h.tolist(), v.tolist(), strict=True))
+            for h, v in zip(heads, values, strict=True)
+        ]
+
     def heads_favouring(self, query: str, favour: str, against: str, top: int = 5) -> list[Head]:
         """The ``top`` heads where ``query`` weighs ``favour`` most over ``against`` (largest
         margin w(query→favour) − w(query→against) first), over all layers."""

@@ -48,13 +48,16 @@ def attention_rows(
     device = q.device
     lse = torch.empty(B, H, lq, dtype=dtype, device=device)
     out = torch.zeros(B, H, lq, v.shape[-1], dtype=dtype, device=device) if need_output else None
-    weights = torch.zeros(B, H, lq, lk, dtype=dtype, device=device) if need_weights else None
     rows = max(1, _BLOCK_BYTES // max(1, B * H * lk * dtype.itemsize))
+    blocks = need_weights and not 0 < lq <= rows  # several blocks fill one result (or none)
+    weights = torch.empty(B, H, lq, lk, dtype=dtype, device=device) if blocks else None
     with torch.no_grad():
         qs, kt, v_ = (q.to(dtype) * scale), k.to(dtype).transpose(-2, -1), v.to(dtype)
         for r0 in range(0, lq, rows):
             r1 = min(lq, r0 + rows)
-            s = torch.matmul(qs[..., r0:r1, :], kt).expand(B, H, r1 - r0, lk).clone()
+            s = torch.matmul(qs[..., r0:r1, :], kt)  # a fresh (B|1, H|1, rows, Lk) tensor
+            if s.shape != (B, H, r1 - r0, lk):  # q or k broadcast: own every element
+                s = s.expand(B, H, r1 - r0, lk).clone()
             bias.cap_(s)  # (B, H, rows, Lk)
             added = bias.dense(dtype, device, rows=slice(r0, r1))
             if added is not None:
@@ -65,7 +68,9 @@ def attention_rows(
             if not (need_output or need_weights):
                 continue
             s.sub_(block_lse[..., None]).exp_()  # exact weights of these rows
-            if weights is not None:
+            if need_weights and r1 - r0 == lq:
+                weights = s  # one block holds every row: it is the result
+            elif weights is not None:
                 weights[..., r0:r1, :] = s
             if out is not None:
                 out[..., r0:r1, :] = torch.matmul(s, v_)

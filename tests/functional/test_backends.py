@@ -249,3 +249,29 @@ def test_backend_selection_nests_and_restores():
             assert current_backend() == "reference"
         assert current_backend() == "portable"
     assert current_backend() == "auto"
+
+
+EMPTY_CASES = {"no queries": ((1, 2, 0, 4), (1, 2, 5, 4)), "no keys": ((1, 2, 3, 4), (1, 2, 0, 4)),
+               "no batch": ((0, 2, 3, 4), (0, 2, 3, 4))}  # fmt: skip
+
+
+def test_empty_inputs_never_reach_the_flash_kernel():
+    """PyTorch's CPU flash kernel kills the process (SIGFPE) on an empty q or k: run every
+    backend on empty inputs in a child process, so a crash fails this test, not the suite."""
+    import subprocess
+    import sys
+
+    script = f"""
+import torch, attnlab
+for name, (qs, ks) in {EMPTY_CASES!r}.items():
+    q, k = torch.randn(qs), torch.randn(ks)
+    for backend in attnlab.BACKENDS:
+        for need_weights in (False, True):
+            with attnlab.backend(backend):
+                out, w = attnlab.scaled_dot_product_attention(q, k, k, need_weights=need_weights)
+            assert out.shape == qs and (w is None or w.shape == qs[:3] + ks[2:3]), name
+            assert not out.isnan().any()
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr)

@@ -157,6 +157,7 @@ def _plain_flash(
         (causal is False or causal is True)
         and is_common_case(q, k, v, None, scale, dropout)
         and q.shape[-1] == v.shape[-1]
+        and q.numel() > 0 and k.numel() > 0  # PyTorch's flash kernel crashes (SIGFPE) on empty
         and (not causal or q.shape[-2] == 1 or q.shape[-2] == k.shape[-2])
         and q.device.type == "cpu"
         and not observe.active_observers()
@@ -185,7 +186,11 @@ def _choose(
         why = "autograd" if needs_grad else f"dropout={drop} in training"
         return "reference", f"softcap with {why} (PyTorch's SDPA has no softcap)"
     on_cpu = q.device.type == "cpu"
-    fusable = q.shape[-1] == v.shape[-1] and drop == 0.0 and bias.softcap is None
+    # PyTorch's CPU flash kernel kills the process (SIGFPE) on an empty q or k: never call it so
+    fusable = (
+        q.shape[-1] == v.shape[-1] and drop == 0.0 and bias.softcap is None
+        and q.numel() > 0 and v.numel() > 0
+    )  # fmt: skip
     learned = (t for t in (bias.mask, bias.alibi_slopes) if t is not None)
     mask_grad = needs_grad and any(t.requires_grad for t in learned)
     if selected == "auto":
@@ -221,6 +226,8 @@ def _why_not_flash(q: Tensor, v: Tensor, drop: float, bias: AttentionBias, mask_
         return f"softcap={bias.softcap}"
     if mask_grad:
         return "the float mask or ALiBi slopes need gradients"
+    if q.numel() == 0 or v.numel() == 0:
+        return "empty input (PyTorch's CPU flash kernel crashes on it)"
     if q.shape[-1] != v.shape[-1]:
         return f"d_k={q.shape[-1]} differs from d_v={v.shape[-1]}"
     return "PyTorch's CPU flash kernel is missing"

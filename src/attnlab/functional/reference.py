@@ -45,7 +45,7 @@ def reference_attention(
     added = bias.dense(scores.dtype, q.device, n_lead=q.dim() - 2)  # 0 / −inf, float masks
     if added is not None:
         scores = scores + added
-    any_visible = scores.amax(dim=-1, keepdim=True) > float("-inf")  # (..., Lq, 1)
+    any_visible = (scores > float("-inf")).any(dim=-1, keepdim=True)  # (..., Lq, 1)
     zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
     # A row of −inf only would give NaN (in the output and in every gradient): give it zeros.
     scores = torch.where(any_visible, scores, zero)

@@ -275,3 +275,26 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr)
+
+
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+@pytest.mark.parametrize("strided", ["q", "k", "v", "k transposed"])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_inputs_strided_along_the_head_dimension_give_exact_results(backend, strided, need_weights):
+    """PyTorch's CPU flash kernel, called directly, misreads inputs whose last dimension is not
+    contiguous (F.scaled_dot_product_attention checks for this; a direct call does not)."""
+    g = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(2, 3, 5, 16, generator=g) for _ in range(3))
+    if strided == "k transposed":
+        k = k.transpose(-2, -1).contiguous().transpose(-2, -1)  # keys stored (d, L)
+    else:
+        wide = torch.randn(2, 3, 5, 32, generator=g)[..., ::2]  # stride 2 along d
+        q, k, v = (wide if name == strided else t for name, t in zip("qkv", (q, k, v), strict=True))
+    assert {"q": q, "k": k, "v": v}.get(strided, k).stride(-1) != 1
+    with torch.no_grad(), attnlab.backend(backend):
+        out, w = attnlab.scaled_dot_product_attention(q, k, v, causal=True,
+                                                      need_weights=need_weights)  # fmt: skip
+    want_out, want_w = oracle(q, k, v, scale=0.25, causal=True)
+    torch.testing.assert_close(out.double(), want_out, atol=2e-5, rtol=1e-4)
+    if need_weights:
+        torch.testing.assert_close(w.double(), want_w, atol=2e-6, rtol=1e-4)

@@ -70,3 +70,17 @@ def test_decoder_target_padding_is_masked(norm_first):
     real = torch.tensor([[True, False, True, True]])
     out = model(src, tgt, decoder_attention_mask=real, need_weights=True)
     assert torch.all(out.decoder_attentions[0][..., 1] == 0)
+
+
+def test_a_layer_that_loses_its_weights_is_an_error_not_a_shifted_tuple():
+    from attnlab import GPT, GPTConfig
+
+    gpt = GPT(GPTConfig(vocab_size=20, max_len=8, n_layers=3, n_heads=2, d_model=8)).eval()
+    def drop_weights(module, inputs, out):
+        return out.hidden_state if isinstance(out, tuple) else out
+
+    gpt.layers[0].register_forward_hook(drop_weights)
+    ids = torch.randint(0, 20, (3, 5))
+    with pytest.raises(ValueError, match="need_weights=True, but a layer returned Tensor"):
+        gpt(ids, need_weights=True)
+    assert gpt(ids).logits.shape == (3, 5, 20)  # without weights the hook is harmless

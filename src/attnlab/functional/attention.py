@@ -103,10 +103,10 @@ def scaled_dot_product_attention(
         A query row with no visible key gets output 0 and weights 0.
     """
     if (
-        mask is None and not need_weights and causal_alignment == "end" and window is None
+        mask is None and need_weights is False and causal_alignment == "end" and window is None
         and attention_mask is None and alibi_slopes is None and softcap is None
     ):  # fmt: skip
-        out = _plain_flash(q, k, v, causal, scale, dropout)
+        out = _plain_flash(q, k, v, causal, scale, dropout, training)
         if out is not None:
             return AttentionResult(out, None)
     given = isinstance(mask, AttentionBias)
@@ -136,7 +136,7 @@ def scaled_dot_product_attention(
     observe.emit_step("v", v)
     learned = [t for t in (bias.mask, bias.alibi_slopes) if t is not None]  # learned biases
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *learned))
-    route, why = _choose(q, v, bias, drop, need_weights, needs_grad)
+    route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
     observe.emit_step("kernel", None, f"{route}: {why}")
     run = _ROUTES[route]
     out, weights = run(q, k, v, bias, scale, drop, need_weights)
@@ -146,8 +146,26 @@ def scaled_dot_product_attention(
     return AttentionResult(out, weights)
 
 
+def flash_layout(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    """Inputs PyTorch's CPU flash kernel computes correctly when called directly: d_k = d_v,
+    nothing empty (it kills the process with SIGFPE), and unit stride along the head dimension
+    (it reads strided rows wrongly; ``F.scaled_dot_product_attention`` checks this, a direct
+    call does not)."""
+    return (
+        q.shape[-1] == v.shape[-1]
+        and q.numel() > 0 and k.numel() > 0 and v.numel() > 0
+        and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1
+    )  # fmt: skip
+
+
 def _plain_flash(
-    q: Tensor, k: Tensor, v: Tensor, causal: object, scale: float | None, dropout: float
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    causal: object,
+    scale: float | None,
+    dropout: float,
+    training: object,
 ) -> Tensor | None:
     """The everyday call, run straight on the flash kernel without building a bias: 4-D float32
     CPU inputs with one (B, H), no mask, no weights, no observer, the auto backend, and a causal
@@ -155,9 +173,9 @@ def _plain_flash(
     route then handles it). Decoding a token per layer must not pay for the general route."""
     if not (
         (causal is False or causal is True)
+        and (training is False or training is True)
         and is_common_case(q, k, v, None, scale, dropout)
-        and q.shape[-1] == v.shape[-1]
-        and q.numel() > 0 and k.numel() > 0  # PyTorch's flash kernel crashes (SIGFPE) on empty
+        and flash_layout(q, k, v)
         and (not causal or q.shape[-2] == 1 or q.shape[-2] == k.shape[-2])
         and q.device.type == "cpu"
         and not observe.active_observers()
@@ -172,7 +190,13 @@ def _plain_flash(
 
 
 def _choose(
-    q: Tensor, v: Tensor, bias: AttentionBias, drop: float, need_weights: bool, needs_grad: bool
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: AttentionBias,
+    drop: float,
+    need_weights: bool,
+    needs_grad: bool,
 ) -> tuple[str, str]:
     """(route, why) for these inputs on the selected backend."""
     selected = current_backend()
@@ -187,10 +211,7 @@ def _choose(
         return "reference", f"softcap with {why} (PyTorch's SDPA has no softcap)"
     on_cpu = q.device.type == "cpu"
     # PyTorch's CPU flash kernel kills the process (SIGFPE) on an empty q or k: never call it so
-    fusable = (
-        q.shape[-1] == v.shape[-1] and drop == 0.0 and bias.softcap is None
-        and q.numel() > 0 and v.numel() > 0
-    )  # fmt: skip
+    fusable = drop == 0.0 and bias.softcap is None and flash_layout(q, k, v)
     learned = (t for t in (bias.mask, bias.alibi_slopes) if t is not None)
     mask_grad = needs_grad and any(t.requires_grad for t in learned)
     if selected == "auto":
@@ -199,7 +220,7 @@ def _choose(
         if need_weights and not observe.wants_attention():
             return "blocked", "need_weights=True, weights written block by block"
         if not fusable or mask_grad or flash_cpu_kernel() is None:
-            return "portable", _why_not_flash(q, v, drop, bias, mask_grad)
+            return "portable", _why_not_flash(q, k, v, drop, bias, mask_grad)
         return "flash-cpu", "need_weights=True, weights from log-sum-exp" if need_weights else (
             "PyTorch CPU flash kernel, need_weights=False"
         )  # fmt: skip
@@ -211,13 +232,15 @@ def _choose(
     if selected == "flash-cpu":
         if not on_cpu or not fusable or mask_grad or flash_cpu_kernel() is None:
             return "portable", "flash-cpu cannot run this: " + _why_not_flash(
-                q, v, drop, bias, mask_grad
+                q, k, v, drop, bias, mask_grad
             )
         return "flash-cpu", "backend 'flash-cpu' selected"
     return "portable", "backend 'portable' selected"
 
 
-def _why_not_flash(q: Tensor, v: Tensor, drop: float, bias: AttentionBias, mask_grad: bool) -> str:
+def _why_not_flash(
+    q: Tensor, k: Tensor, v: Tensor, drop: float, bias: AttentionBias, mask_grad: bool
+) -> str:
     if q.device.type != "cpu":
         return f"inputs on {q.device.type}"
     if drop > 0:
@@ -228,6 +251,8 @@ def _why_not_flash(q: Tensor, v: Tensor, drop: float, bias: AttentionBias, mask_
         return "the float mask or ALiBi slopes need gradients"
     if q.numel() == 0 or v.numel() == 0:
         return "empty input (PyTorch's CPU flash kernel crashes on it)"
+    if not q.stride(-1) == k.stride(-1) == v.stride(-1) == 1:
+        return "an input's last dimension is strided (PyTorch's CPU flash kernel assumes not)"
     if q.shape[-1] != v.shape[-1]:
         return f"d_k={q.shape[-1]} differs from d_v={v.shape[-1]}"
     return "PyTorch's CPU flash kernel is missing"

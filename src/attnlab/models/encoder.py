@@ -68,7 +68,7 @@ class Encoder(nn.Module):
         hidden, outputs = [x], []
         for layer in self.layers:
             x = hidden_of(layer(x, attention_mask=attention_mask, need_weights=need_weights),
-                          outputs)  # fmt: skip
+                          outputs, need_weights)  # fmt: skip
             hidden.append(x)
         attentions = tuple(o.attention for o in outputs)
         return EncoderOutput(x, tuple(hidden), attentions if need_weights else None)

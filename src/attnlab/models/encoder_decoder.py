@@ -76,7 +76,7 @@ class EncoderDecoder(nn.Module):
         outputs: list[LayerOutput] = []
         for layer in self.encoder.layers:
             x = hidden_of(layer(x, attention_mask=attention_mask, need_weights=need_weights),
-                          outputs)  # fmt: skip
+                          outputs, need_weights)  # fmt: skip
         attentions = tuple(o.attention for o in outputs)
         return self.encoder.norm(x), attentions if need_weights else None
 
@@ -109,7 +109,7 @@ class EncoderDecoder(nn.Module):
                 x, memory, attention_mask=decoder_attention_mask,
                 encoder_attention_mask=attention_mask, need_weights=need_weights,
                 kv_cache=kv_cache[i] if kv_cache is not None else None,
-            ), outputs)  # fmt: skip
+            ), outputs, need_weights)  # fmt: skip
         logits = self.output(self.decoder.norm(x))  # (B, T, V)
         if not need_weights:
             return logits, None, None

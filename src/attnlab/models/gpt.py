@@ -71,7 +71,7 @@ class GPT(nn.Module):
             x = hidden_of(layer(
                 x, causal=self.config.causal, need_weights=need_weights,
                 kv_cache=kv_cache[i] if kv_cache is not None else None,
-            ), outputs)  # fmt: skip
+            ), outputs, need_weights)  # fmt: skip
         attentions = [o.attention for o in outputs]
         logits = self.lm_head(self.norm(x))  # (B, T, V)
         loss = None

@@ -84,13 +84,19 @@ class LayerOutput(NamedTuple):
     cross_attention: Tensor | None = None  # decoder layers: (B, H, T, S_source)
 
 
-def hidden_of(out: Tensor | LayerOutput, outputs: list[LayerOutput]) -> Tensor:
-    """The hidden state (B, T, D) of a layer's output; a :class:`LayerOutput` (``need_weights``)
-    is also kept in ``outputs``, so a model collects every layer's weights in one list."""
-    if isinstance(out, LayerOutput):
-        outputs.append(out)
-        return out.hidden_state
-    return out
+def hidden_of(out: Tensor | LayerOutput, outputs: list[LayerOutput], need_weights: bool) -> Tensor:
+    """The hidden state (B, T, D) of a layer's output; with ``need_weights`` the layer's
+    :class:`LayerOutput` is also kept in ``outputs``, so a model collects every layer's weights
+    in one list (and a layer that did not return them is an error, not a shifted list)."""
+    if not need_weights:
+        return out
+    if not isinstance(out, LayerOutput):
+        raise ValueError(
+            f"need_weights=True, but a layer returned {type(out).__name__} instead of a "
+            "LayerOutput (did a forward hook on the layer replace its output?)"
+        )
+    outputs.append(out)
+    return out.hidden_state
 
 
 def _residual(

@@ -76,6 +76,7 @@ def test_a_layer_that_loses_its_weights_is_an_error_not_a_shifted_tuple():
     from attnlab import GPT, GPTConfig
 
     gpt = GPT(GPTConfig(vocab_size=20, max_len=8, n_layers=3, n_heads=2, d_model=8)).eval()
+
     def drop_weights(module, inputs, out):
         return out.hidden_state if isinstance(out, tuple) else out
 

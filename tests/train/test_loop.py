@@ -107,3 +107,25 @@ def test_a_batch_that_does_not_split_is_refused():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="batch 8 must be divisible by accumulate × processes = 3"):
         train_loop(model, opt, batch, steps=1, accumulate=3)
+
+
+def test_accumulated_padded_micro_batches_give_the_whole_batchs_gradient():
+    """Micro-batches with different numbers of scored targets (−100 = not scored): the loss is
+    the mean over every scored target of the batch, so accumulate=2 must step exactly as
+    accumulate=1 does (a mean of the micro-batch means would weigh short ones too much)."""
+    from attnlab import GPT, GPTConfig
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 30, (4, 6), generator=g)
+    targets = torch.randint(0, 30, (4, 6), generator=g)
+    targets[:2, 1:] = -100  # the first micro-batch scores 2 targets, the second 12
+
+    def run(accumulate):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=30, max_len=8, n_layers=1, n_heads=2, d_model=8))
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        train_loop(model, optimizer, lambda step: {"input_ids": ids, "targets": targets},
+                   steps=1, accumulate=accumulate)  # fmt: skip
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.testing.assert_close(run(2), run(1), atol=1e-6, rtol=1e-5)

@@ -73,6 +73,14 @@ class World:
         dist.all_reduce(t)
         return float(t) / self.size
 
+    def sum(self, value: float) -> float:
+        """``value`` summed over every process."""
+        if self.size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t)
+
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on any (e.g. rank 0 caught SIGINT)."""
         if self.size == 1:

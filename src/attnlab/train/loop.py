@@ -92,14 +92,20 @@ def train_loop(
             if dropout_seed is not None:  # dropout masks as a function of (seed, step, rank)
                 torch.manual_seed(dropout_seed * 7919 + step * 131 + world.rank)
             batch = next_batch(step)
+            pieces = [_slice(batch, world.rank * accumulate + m, parts) for m in range(accumulate)]
+            counts = [int((p["targets"] != -100).sum()) for p in pieces]  # scored targets
+            total = world.sum(float(sum(counts)))  # in the whole batch, every process
             loss_sum = 0.0
-            for micro in range(accumulate):
-                piece = _slice(batch, world.rank * accumulate + micro, parts)
+            for micro, (piece, count) in enumerate(zip(pieces, counts, strict=True)):
+                # The batch's loss is the mean over all its scored targets: each micro-batch's
+                # mean weighs count / total (× processes: DDP averages gradients over them), so
+                # padded micro-batches of unequal length add up to the whole batch's gradient.
+                weight = count * world.size / total if total else 1.0 / accumulate
                 with world.no_sync(ddp, last=micro == accumulate - 1):
-                    loss = ddp(**piece).loss / accumulate
+                    loss = ddp(**piece).loss * weight
                     loss.backward()
                 loss_sum += loss.item()
-                tokens += int((piece["targets"] != -100).sum()) * world.size
+            tokens += int(total)
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()

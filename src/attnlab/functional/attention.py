@@ -102,10 +102,9 @@ def scaled_dot_product_attention(
         ``AttentionResult(output, weights)``; ``weights`` is None unless ``need_weights``.
         A query row with no visible key gets output 0 and weights 0.
     """
-    if (
-        mask is None and need_weights is False and causal_alignment == "end" and window is None
-        and attention_mask is None and alibi_slopes is None and softcap is None
-    ):  # fmt: skip
+    plain = not (causal_alignment != "end" or window is not None or attention_mask is not None
+                 or alibi_slopes is not None or softcap is not None)  # fmt: skip
+    if plain and mask is None and need_weights is False:
         out = _plain_flash(q, k, v, causal, scale, dropout, training)
         if out is not None:
             return AttentionResult(out, None)
@@ -113,8 +112,6 @@ def scaled_dot_product_attention(
     check_attention_inputs(q, k, v, None if given else mask, scale, dropout)
     if not (type(causal) is type(need_weights) is type(training) is bool):
         check_flags(causal=causal, need_weights=need_weights, training=training)
-    plain = not (causal_alignment != "end" or window is not None or attention_mask is not None
-                 or alibi_slopes is not None or softcap is not None)  # fmt: skip
     if given or not plain:
         check_bias_arguments(q, k, mask, causal, causal_alignment, window, attention_mask,
                              alibi_slopes, softcap, plain)  # fmt: skip
@@ -134,8 +131,7 @@ def scaled_dot_product_attention(
         observe.emit_step("q", q)  # inside a module the module reports its own q
     observe.emit_step("k", k)
     observe.emit_step("v", v)
-    learned = [t for t in (bias.mask, bias.alibi_slopes) if t is not None]  # learned biases
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *learned))
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *bias.learned))
     route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
     observe.emit_step("kernel", None, f"{route}: {why}")
     run = _ROUTES[route]
@@ -210,10 +206,8 @@ def _choose(
         why = "autograd" if needs_grad else f"dropout={drop} in training"
         return "reference", f"softcap with {why} (PyTorch's SDPA has no softcap)"
     on_cpu = q.device.type == "cpu"
-    # PyTorch's CPU flash kernel kills the process (SIGFPE) on an empty q or k: never call it so
     fusable = drop == 0.0 and bias.softcap is None and flash_layout(q, k, v)
-    learned = (t for t in (bias.mask, bias.alibi_slopes) if t is not None)
-    mask_grad = needs_grad and any(t.requires_grad for t in learned)
+    mask_grad = needs_grad and any(t.requires_grad for t in bias.learned)
     if selected == "auto":
         if not on_cpu:
             return "portable", f"auto on {q.device.type}"
@@ -272,8 +266,7 @@ def _run_blocked(
     q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float, drop: float,
     need_weights: bool,
 ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-    lead = leading_shape(q, k, v, bias.mask)
-    q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
+    lead, q4, k4, v4 = _views4(q, k, v, bias)
     # the blocked kernel's causal blocks are the square lower triangle (Lq == Lk)
     is_causal, rest = bias.split_start_causal() if bias.lq == bias.lk else (False, bias)
     added = _dense4(rest, weights_dtype(q.dtype), q.device, lead)  # not half precision
@@ -290,9 +283,8 @@ def _run_flash(
     need_weights: bool,
 ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
     flash = flash_cpu_kernel()
-    lead = leading_shape(q, k, v, bias.mask)
     lq, lk = q.shape[-2], k.shape[-2]
-    q4, k4, v4 = _as4d(q, lead), _as4d(k, lead), _as4d(v, lead)
+    lead, q4, k4, v4 = _views4(q, k, v, bias)
     is_causal, rest = bias.split_start_causal()
     lengths = None
     only_padding = rest.mask is None and rest.alibi_slopes is None and not rest.causal
@@ -305,11 +297,13 @@ def _run_flash(
         added = _dense4(rest, q.dtype, q.device, lead, keep_2d=len(lead) == 2)
         out, lse = flash(q4, k4, v4, 0.0, is_causal, attn_mask=added, scale=scale)[:2]
     weights = None
+    capturing = observe.wants_attention()
+    b4 = _bias4(bias, lead, q.device) if need_weights or capturing else bias
     if need_weights:
-        weights = attention_weights_from_lse(q4, k4, lse, _bias4(bias, lead, q.device), scale=scale)
+        weights = attention_weights_from_lse(q4, k4, lse, b4, scale=scale)
         weights = weights.reshape(*lead, lq, lk)
-    if observe.wants_attention():
-        _emit(q4, k4, _bias4(bias, lead, q.device), scale, lse)
+    if capturing:
+        _emit(q4, k4, b4, scale, lse)
     return (out if len(lead) == 2 else out.reshape(*lead, lq, v.shape[-1])), weights
 
 
@@ -323,8 +317,7 @@ def _run_portable(
         return out, None
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise AssertionError("routes with autograd never reach the blocked portable kernel")
-    lead = leading_shape(q, k, v, bias.mask)
-    q4, k4, v4 = (_as4d(t, lead) for t in (q, k, v))
+    lead, q4, k4, v4 = _views4(q, k, v, bias)
     b4 = _bias4(bias, lead, q.device)
     out, lse, weights = portable.attention_rows(q4, k4, v4, b4, scale=scale,
                                                 need_weights=need_weights)  # fmt: skip
@@ -347,8 +340,7 @@ def _report(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias, scale: float) 
     capture is recording, so every call is captured exactly."""
     if not observe.wants_attention():
         return
-    lead = leading_shape(q, k, v, bias.mask)
-    q4, k4, v4 = (_as4d(t.detach(), lead) for t in (q, k, v))
+    lead, q4, k4, v4 = _views4(q.detach(), k.detach(), v.detach(), bias)
     b4 = _bias4(bias, lead, q.device)
     _, lse, _ = portable.attention_rows(q4, k4, v4, b4, scale=scale, need_weights=False,
                                         need_output=False)  # fmt: skip
@@ -400,6 +392,14 @@ def attention_weights_from_lse(
     return weights
 
 
+def _views4(
+    q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias
+) -> tuple[tuple[int, ...], Tensor, Tensor, Tensor]:
+    """The broadcast leading shape and the (B', H', L, d) views of q, k and v."""
+    lead = leading_shape(q, k, v, bias.mask)
+    return lead, _as4d(q, lead), _as4d(k, lead), _as4d(v, lead)
+
+
 def _as4d(t: Tensor, lead: tuple[int, ...]) -> Tensor:
     """(…, L, d) → (B', H', L, d) with leading dims broadcast to ``lead``."""
     t = t.expand(*lead, *t.shape[-2:]) if t.shape[:-2] != lead else t
@@ -428,7 +428,7 @@ def _dense4(
 def _bias4(bias: AttentionBias, lead: tuple[int, ...], device: torch.device) -> AttentionBias:
     """The bias for the 4-D view of the inputs: itself when the inputs are (B, H, L, d), else
     one float mask over the flattened leading dims (causal, window, padding and ALiBi in it)."""
-    if len(lead) == 2 or bias.is_empty or not (bias.has_tensor_part or bias.causal):
+    if len(lead) == 2 or not (bias.has_tensor_part or bias.causal):
         return bias
     floating = bias.mask is not None and bias.mask.is_floating_point()
     dtype = weights_dtype(bias.mask.dtype) if floating else torch.float32

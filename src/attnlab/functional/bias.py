@@ -104,6 +104,11 @@ class AttentionBias:
     def has_tensor_part(self) -> bool:
         return not (self.mask is None and self.attention_mask is None and self.alibi_slopes is None)
 
+    @property
+    def learned(self) -> tuple[Tensor, ...]:
+        """The tensors that may carry gradients into the scores (a float mask, ALiBi slopes)."""
+        return tuple(t for t in (self.mask, self.alibi_slopes) if t is not None)
+
     def split_start_causal(self) -> tuple[bool, AttentionBias]:
         """``(is_causal, rest)``: the start-aligned causal rule that fused kernels take as a flag
         (``is_causal``), and what remains to be added as a tensor."""

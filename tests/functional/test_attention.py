@@ -23,12 +23,18 @@ def plain_attention(q, k, v, visible, scale, bias=None):
     scores = torch.einsum("...qd,...kd->...qk", q, k) * scale
     if bias is not None:
         scores = scores + bias.double()
+    weights = masked_softmax(scores, visible)
+    return weights @ v, weights
+
+
+def masked_softmax(scores, visible):
+    """Row softmax of ``scores`` over the ``visible`` keys only, written out: -inf where hidden,
+    a max-shifted exponential normalised per row; rows with nothing visible get weight 0."""
     scores = scores.masked_fill(~visible, -math.inf)
     peak = scores.amax(-1, keepdim=True).clamp(min=-1e300)
     e = torch.exp(scores - peak)
     total = e.sum(-1, keepdim=True)
-    weights = torch.where(total > 0, e / total.clamp(min=1e-300), torch.zeros_like(e))
-    return weights @ v, weights
+    return torch.where(total > 0, e / total.clamp(min=1e-300), torch.zeros_like(e))
 
 
 def end_aligned_causal(lq, lk):

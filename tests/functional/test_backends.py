@@ -1,13 +1,13 @@
 """Every backend gives the same exact attention, for every kind of bias, against an independent
 float64 oracle; the portable backend needs no private PyTorch operation and runs on `meta`."""
 
-import math
 import warnings
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.functional.test_attention import masked_softmax
 
 import attnlab
 from attnlab.functional import attention as attention_module
@@ -41,11 +41,7 @@ def oracle(q, k, v, *, scale, mask=None, causal=False, offset=0, window=None,
             visible = visible & (pos_k > pos_q - window)
     if attention_mask is not None:
         visible = visible & attention_mask.bool()[:, None, None, :]
-    s = s.masked_fill(~visible, -math.inf)
-    best = s.amax(-1, keepdim=True).clamp(min=-1e300)
-    e = torch.exp(s - best)
-    total = e.sum(-1, keepdim=True)
-    w = torch.where(total > 0, e / total.clamp(min=1e-300), torch.zeros_like(e))
+    w = masked_softmax(s, visible)
     return w @ v, w
 
 

@@ -37,13 +37,18 @@ _FORMAT = "attnlab.AttentionMap/2"
 @dataclass(frozen=True)
 class AttentionMap:
     q: Tensor  # (B, H, Lq, d) unscaled queries
-    k: Tensor  # (B, H, Lk, d) keys
+    k: Tensor  # (B, H_kv, Lk, d) keys; H_kv divides H (grouped-query: stored once per KV head)
     lse: Tensor  # (B, H, Lq) log-sum-exp of each row's scaled, biased scores
     scale: float
     bias: AttentionBias | None = None  # mask, causal rule, padding, ALiBi, softcap; None: none
 
     def __post_init__(self) -> None:
         lq, lk = self.q.shape[-2], self.k.shape[-2]
+        if self.q.dim() != 4 or self.k.dim() != 4 or self.q.shape[1] % self.k.shape[1]:
+            raise ValueError(
+                f"q must be (B, H, Lq, d) and k (B, H_kv, Lk, d) with H_kv dividing H; got q "
+                f"{tuple(self.q.shape)} and k {tuple(self.k.shape)}"
+            )
         if self.bias is not None and (self.bias.lq, self.bias.lk) != (lq, lk):
             raise ValueError(
                 f"bias was built for (Lq, Lk) = ({self.bias.lq}, {self.bias.lk}); q and k give "
@@ -54,6 +59,11 @@ class AttentionMap:
     def shape(self) -> tuple[int, int, int, int]:
         B, H, Lq, _ = self.q.shape
         return (B, H, Lq, self.k.shape[-2])
+
+    @property
+    def kv_groups(self) -> int:
+        """Query heads per stored key head (1 unless grouped-query attention)."""
+        return self.q.shape[1] // self.k.shape[1]
 
     @property
     def nbytes(self) -> int:
@@ -72,7 +82,7 @@ class AttentionMap:
             raise ValueError(f"query rows must lie in [0, {Lq}]; got [{start}, {stop})")
         h = self._heads(heads)
         return attention_weights_from_lse(
-            self.q[:, h], self.k[:, h], self.lse[:, h], self._bias_of_heads(h),
+            self.q[:, h], self._keys_of_heads(h), self.lse[:, h], self._bias_of_heads(h),
             scale=self.scale, rows=slice(start, stop),
         )  # fmt: skip
 
@@ -206,6 +216,16 @@ class AttentionMap:
         else:
             raise ValueError(f"{path} is not an attnlab AttentionMap (metadata {meta})")
         return cls(q=q, k=k, lse=lse, scale=float(meta["scale"]), bias=bias)
+
+    def _keys_of_heads(self, h: slice) -> Tensor:
+        """The keys query heads ``h`` use: (B, H', Lk, d); head i reads key head i // groups."""
+        groups = self.kv_groups
+        if groups == 1:
+            return self.k[:, h]
+        heads = torch.arange(self.q.shape[1], device=self.k.device)[h] // groups
+        if self.k.shape[1] == 1:
+            return self.k.expand(-1, len(heads), -1, -1)
+        return self.k.index_select(1, heads)
 
     def _bias_of_heads(self, h: slice) -> AttentionBias | None:
         """The bias restricted to heads ``h`` (a mask with a head dimension, ALiBi slopes)."""

@@ -23,7 +23,12 @@ from torch import nn
 from attnlab import observe
 from attnlab.inspection.attention_map import AttentionMap
 
-__all__ = ["Capture", "capture"]
+__all__ = ["ROLES", "Capture", "capture"]
+
+# What a layer's queries and keys are: "self" (one stack: tokens ↔ tokens), "encoder" (source ↔
+# source), "decoder" (target ↔ target, causal) or "cross" (target queries ↔ source keys).
+ROLES = ("self", "encoder", "decoder", "cross")
+_CROSS_NAMES = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn")
 
 
 class Capture(observe.Observer, dict):
@@ -36,6 +41,10 @@ class Capture(observe.Observer, dict):
         super().__init__()
         self._names = {id(m): name for name, m in model.named_modules()}
         self._model_name = type(model).__name__
+        config = getattr(model, "config", None)
+        self._two_stacks = bool(getattr(config, "is_encoder_decoder", False)) or (
+            hasattr(model, "encoder") and hasattr(model, "decoder")
+        )
         self.calls: list[tuple[str, AttentionMap]] = []
         self._unreported: list[tuple[nn.Module | None, str]] = []
 
@@ -61,6 +70,23 @@ class Capture(observe.Observer, dict):
         self.calls.append((name, amap))
         self.pop(name, None)  # keep mapping order = order of the latest calls
         self[name] = amap
+
+    def role(self, name: str) -> str:
+        """What layer ``name``'s queries and keys are (see :data:`ROLES`): ``"cross"`` for
+        encoder–decoder attention (queries from the target, keys from the source), ``"encoder"``
+        and ``"decoder"`` for the two stacks' self-attention, ``"self"`` in one-stack models."""
+        parts = name.split(".")
+        if any(part in _CROSS_NAMES for part in parts):
+            return "cross"
+        if not self._two_stacks:
+            return "self"
+        return "decoder" if "decoder" in parts else "encoder"
+
+    def of_role(self, role: str) -> list[str]:
+        """Names of the recorded layers with this role, in call order."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}; got {role!r}")
+        return [name for name in self if self.role(name) == role]
 
     @property
     def nbytes(self) -> int:

@@ -1,18 +1,24 @@
-"""Capture for Hugging Face models that keep their default SDPA attention.
+"""Capture for Hugging Face models: attnlab's attention function, registered by name.
 
-transformers dispatches attention through a registry (``ALL_ATTENTION_FUNCTIONS``). For the
-duration of a capture, its ``"sdpa"`` entry is replaced by a function that runs the same
-computation through :func:`attnlab.scaled_dot_product_attention` (PyTorch's CPU flash kernel),
-inside ``observe.scope(module)`` so the call is named by the module's dotted path
-(``encoder.layer.3.attention.self``, ``transformer.h.3.attn``). The model is not switched to its
-slow eager path and keeps no (B, H, N, N) maps.
+transformers routes attention through a registry (``AttentionInterface``) in about 350 model
+files. For the duration of a capture :func:`hf_support`:
 
-Supported: BERT-family encoders (``model_type`` bert) and GPT-2 (gpt2). Other Hugging Face
-models raise a ValueError naming their class instead of returning an empty capture.
+1. registers :func:`attnlab.inspection.hf_attention.attention_forward` as ``"attnlab"`` in
+   ``transformers.AttentionInterface`` and the SDPA mask builder under the same name in
+   ``transformers.masking_utils.AttentionMaskInterface`` (without it no padding, causal or
+   sliding-window mask would reach the function);
+2. switches the model with ``model.set_attn_implementation("attnlab")``, which also switches
+   sub-models (encoder, decoder, vision tower), checks that every sub-model took it, and
+3. restores every (sub-)configuration's attention implementation exactly on exit, also when the
+   block raises.
 
-The registry is process-wide: while a capture is open, other threads' Hugging Face SDPA calls
-also run through attnlab's kernel (same results; they are recorded only by observers active in
-their own context, since observers live in a ContextVar).
+The model runs at the speed of its SDPA path (on the CPU the same flash kernel, bit-identical
+outputs) and keeps no (B, H, N, N) maps; attention calls are named by the module's dotted path
+(``model.layers.3.self_attn``, ``decoder.block.0.layer.1.EncDecAttention``).
+
+Models whose attention bypasses the interface (Bloom, Falcon, GPT-Neo, MPT, DeBERTa, XLNet,
+Longformer, ...: their files compute attention themselves) are refused with a ValueError naming
+the class, and left exactly as they were.
 """
 
 from __future__ import annotations
@@ -20,73 +26,92 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from torch import Tensor, nn
+from torch import nn
 
-from attnlab import observe
-from attnlab.functional.attention import scaled_dot_product_attention
+__all__ = ["ATTENTION_NAME", "hf_support", "is_hf_model", "register"]
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "hf_support"]
-
-SUPPORTED_MODEL_TYPES = ("bert", "gpt2")
+ATTENTION_NAME = "attnlab"
 
 
-def _is_hf(model: nn.Module) -> bool:
+def is_hf_model(model: nn.Module) -> bool:
     return hasattr(model, "config") and hasattr(model.config, "model_type")
 
 
-def _sdpa_through_attnlab(
-    module: nn.Module, query: Tensor, key: Tensor, value: Tensor,
-    attention_mask: Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-    is_causal: bool | None = None, **kwargs: object,
-) -> tuple[Tensor, None]:  # fmt: skip
-    """Same contract as transformers' ``sdpa_attention_forward``: q, k, v (B, H, T, d) →
-    (B, T, H, d), None."""
-    q_length, kv_length = query.shape[2], key.shape[2]
-    is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    is_causal = bool(q_length > 1 and attention_mask is None and is_causal)
-    if is_causal and kv_length > q_length:  # as transformers does: start-aligned causal
-        key, value = key[:, :, :q_length], value[:, :, :q_length]
-    with observe.scope(module):
-        out, _ = scaled_dot_product_attention(
-            query, key, value, attention_mask, causal=is_causal, scale=scaling,
-            dropout=dropout, training=module.training,
-        )  # fmt: skip
-    return out.transpose(1, 2).contiguous(), None  # (B, T, H, d)
+def register() -> None:
+    """Register attnlab's attention function and its mask builder under ``"attnlab"`` (once per
+    process; registering again replaces the same entries)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    from attnlab.inspection.hf_attention import attention_forward
+
+    AttentionInterface.register(ATTENTION_NAME, attention_forward)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
 
 
 @contextlib.contextmanager
 def hf_support(model: nn.Module) -> Iterator[None]:
-    """Route a supported Hugging Face model's SDPA attention through attnlab for the block;
-    check that anything else has attnlab attention layers to observe."""
-    if not _is_hf(model):
-        from attnlab.nn.attention import MultiHeadAttention
-
-        if not any(isinstance(m, MultiHeadAttention) for m in model.modules()):
-            raise ValueError(
-                f"cannot capture attention from {type(model).__name__}: it has no "
-                "attnlab.MultiHeadAttention layer and is not a supported Hugging Face model "
-                f"(model_type in {SUPPORTED_MODEL_TYPES})"
-            )
+    """Run a Hugging Face model's attention through attnlab for the block; check that anything
+    else has attnlab attention layers to observe."""
+    if not is_hf_model(model):
+        _check_attnlab_model(model)
         yield
         return
-    config = model.config
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"capture does not support Hugging Face {type(model).__name__} (model_type "
-            f"{config.model_type!r}); supported model types: {SUPPORTED_MODEL_TYPES}"
-        )
-    implementation = getattr(config, "_attn_implementation", None)
-    if implementation != "sdpa":
-        raise ValueError(
-            f"capture needs {type(model).__name__} to run its default SDPA attention; it uses "
-            f"{implementation!r}. Load it with attn_implementation='sdpa' (eager models already "
-            "return weights with output_attentions=True)"
-        )
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    previous = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    ALL_ATTENTION_FUNCTIONS["sdpa"] = _sdpa_through_attnlab
+    register()
+    saved = _implementations(model)
     try:
+        _switch(model)
         yield
     finally:
-        ALL_ATTENTION_FUNCTIONS["sdpa"] = previous
+        for config, implementation in saved:
+            config._attn_implementation_internal = implementation
+
+
+def _switch(model: nn.Module) -> None:
+    name = type(model).__name__
+    try:
+        model.set_attn_implementation(ATTENTION_NAME)
+    except (ValueError, TypeError, ImportError) as err:
+        raise ValueError(f"cannot capture attention from {name}: {err}") from None
+    missed = sorted({type(m).__name__ for m in _pretrained_modules(model)
+                     if m.config._attn_implementation != ATTENTION_NAME})  # fmt: skip
+    if missed:
+        raise ValueError(
+            f"cannot capture attention from {name}: {', '.join(missed)} computes attention in "
+            "its own code instead of through transformers' AttentionInterface (as Bloom, "
+            "Falcon, GPT-Neo, MPT, DeBERTa, XLNet and Longformer do), so attnlab cannot see it. "
+            "Load it with attn_implementation='eager' and pass output_attentions=True for its "
+            "weights"
+        )
+
+
+def _pretrained_modules(model: nn.Module) -> list[nn.Module]:
+    from transformers import PreTrainedModel
+
+    return [m for m in model.modules() if isinstance(m, PreTrainedModel)]
+
+
+def _implementations(model: nn.Module) -> list[tuple[object, object]]:
+    """Every (sub-)configuration of the model with its attention implementation, to restore."""
+    seen: dict[int, object] = {}
+    stack = [m.config for m in _pretrained_modules(model)]
+    while stack:
+        config = stack.pop()
+        if id(config) in seen:
+            continue
+        seen[id(config)] = config
+        for key in getattr(config, "sub_configs", {}) or {}:
+            sub = getattr(config, key, None)
+            if sub is not None and hasattr(sub, "_attn_implementation_internal"):
+                stack.append(sub)
+    return [(c, c._attn_implementation_internal) for c in seen.values()]
+
+
+def _check_attnlab_model(model: nn.Module) -> None:
+    from attnlab.nn.attention import MultiHeadAttention
+
+    if not any(isinstance(m, MultiHeadAttention) for m in model.modules()):
+        raise ValueError(
+            f"cannot capture attention from {type(model).__name__}: it has no "
+            "attnlab.MultiHeadAttention layer and is not a Hugging Face model"
+        )

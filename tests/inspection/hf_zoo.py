@@ -38,7 +38,7 @@ ZOO: dict[str, Arch] = {
                                      **DECODER), "decoder"),
     "qwen2": Arch("qwen2", _make(tf.Qwen2Config, tf.Qwen2ForCausalLM, **DECODER), "decoder"),
     "gemma2": Arch("gemma2", _make(tf.Gemma2Config, tf.Gemma2ForCausalLM, head_dim=16,
-                                   sliding_window=5, attn_logit_softcapping=2.0,
+                                   sliding_window=5, attn_logit_softcapping=0.5, query_pre_attn_scalar=1,
                                    final_logit_softcapping=30.0, **DECODER), "decoder"),
     "phi3": Arch("phi3", _make(tf.Phi3Config, tf.Phi3ForCausalLM, pad_token_id=0, **DECODER),
                  "decoder"),

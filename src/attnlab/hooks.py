@@ -231,9 +231,20 @@ def ablate_heads(
     are named this way). ``mode="zero"`` sets z to 0; ``"mean"`` to its mean over the batch and
     the positions of the current call (one vector per head; padded positions count too, and a
     KV-cached decoding step averages its new positions only).
+
+    Hugging Face models (any that :func:`attnlab.capture` supports) are edited inside attnlab's
+    attention function, on the head outputs before the output projection; an int is the i-th
+    attention module of a one-stack model, and any name from
+    :func:`attnlab.inspection.hf.attention_modules` works (``"model.layers.3.self_attn"``).
     """
     if mode not in ABLATION_MODES:
         raise ValueError(f"mode must be one of {list(ABLATION_MODES)}; got {mode!r}")
+    from attnlab.inspection import hf
+
+    if hf.is_hf_model(model):
+        with hf.ablate(model, heads, mode, _check_heads):
+            yield
+        return
     hooks = []
     for layer, head_list in heads.items():
         attn = _attention(model, layer)

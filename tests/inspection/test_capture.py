@@ -84,11 +84,18 @@ def test_unsupported_model_is_a_clear_error():
         pass
 
 
-def test_eager_hugging_face_model_is_refused_with_the_fix():
+def test_eager_hugging_face_model_is_captured_and_left_eager():
     model = BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                 intermediate_size=32, attn_implementation="eager"))  # fmt: skip
-    with pytest.raises(ValueError, match="attn_implementation='sdpa'"), capture(model):
-        pass
+                                 intermediate_size=32, attn_implementation="eager")).eval()  # fmt: skip
+    ids = torch.randint(0, 100, (1, 5))
+    with torch.no_grad():
+        want = model(ids, output_attentions=True).attentions[0]
+        with capture(model) as maps:
+            model(ids)
+    assert model.config._attn_implementation == "eager"
+    torch.testing.assert_close(
+        maps["encoder.layer.0.attention.self"].rows(), want, rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.slow

@@ -29,7 +29,10 @@ def batch(arch: Arch, padding: str) -> dict[str, torch.Tensor]:
     if arch.kind in ("decoder", "encoder"):
         return {"input_ids": ids, "attention_mask": mask}
     if arch.name == "whisper":
-        return {"input_features": torch.randn(2, 8, 32, generator=g), "decoder_input_ids": ids[:, :5]}
+        return {
+            "input_features": torch.randn(2, 8, 32, generator=g),
+            "decoder_input_ids": ids[:, :5],
+        }
     if arch.kind == "seq2seq":
         return {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": ids[:, :5]}
     return {"pixel_values": torch.randn(2, 3, 16, 16, generator=g)}
@@ -88,9 +91,10 @@ def test_weights_equal_eager_and_outputs_unchanged(name: str, padding: str) -> N
             assert weights.shape == want.shape, (layer, weights.shape, want.shape)
             rows = valid_rows(arch, inputs, role)
             if rows is not None:
-                weights, want = weights[rows[:, None, :].expand_as(weights[..., 0])], want[
-                    rows[:, None, :].expand_as(want[..., 0])
-                ]
+                weights, want = (
+                    weights[rows[:, None, :].expand_as(weights[..., 0])],
+                    want[rows[:, None, :].expand_as(want[..., 0])],
+                )
             torch.testing.assert_close(weights, want, rtol=0, atol=1e-5, msg=layer)
 
 
@@ -146,9 +150,9 @@ def test_model_that_bypasses_the_interface_is_refused_and_left_unchanged() -> No
     ids = torch.randint(0, 97, (1, 6))
     with torch.no_grad():
         want = model(ids).logits
-    with pytest.raises(ValueError, match="BloomForCausalLM.*AttentionInterface"):
-        with attnlab.capture(model):
-            pass
+    refused = pytest.raises(ValueError, match="BloomForCausalLM.*AttentionInterface")
+    with refused, attnlab.capture(model):
+        pass
     assert [(c, c._attn_implementation_internal) for c, _ in before] == before
     with torch.no_grad():
         assert torch.equal(model(ids).logits, want)

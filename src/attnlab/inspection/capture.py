@@ -22,6 +22,7 @@ from torch import nn
 
 from attnlab import observe
 from attnlab.inspection.attention_map import AttentionMap
+from attnlab.inspection.steps import StepChain
 
 __all__ = ["ROLES", "Capture", "capture"]
 
@@ -46,6 +47,8 @@ class Capture(observe.Observer, dict):
             hasattr(model, "encoder") and hasattr(model, "decoder")
         )
         self.calls: list[tuple[str, AttentionMap]] = []
+        self._chains: dict[str, StepChain] = {}
+        self._continuing = False  # did the latest self-attention call continue its chain?
         self._unreported: list[tuple[nn.Module | None, str]] = []
 
     def name_of(self, module: nn.Module | None) -> str:
@@ -67,9 +70,37 @@ class Capture(observe.Observer, dict):
             q=call.q.detach(), k=call.k.detach(), lse=call.lse.detach(), scale=call.scale,
             bias=bias,
         )  # fmt: skip
+        amap = self._chain(name, amap)
         self.calls.append((name, amap))
         self.pop(name, None)  # keep mapping order = order of the latest calls
         self[name] = amap
+
+    def _chain(self, name: str, amap: AttentionMap) -> AttentionMap:
+        """Join a call to its layer's previous calls when it is the next generation step."""
+        cross = self.role(name) == "cross"
+        chain = self._chains.get(name)
+        if chain is not None and (self._continuing or not cross) and chain.continues(amap):
+            amap = chain.append(amap)
+            continued = True
+        else:
+            chain = self._chains[name] = StepChain(amap, cross=cross)
+            amap, continued = chain.first, False
+        if not cross:
+            self._continuing = continued
+        return amap
+
+    def steps(self, name: str) -> list[AttentionMap]:
+        """The maps of layer ``name``'s calls in its latest chain of generation steps (one map for
+        a single forward)."""
+        if name not in self._chains:
+            raise KeyError(f"no attention recorded for {name!r}; recorded: {list(self)}")
+        return self._chains[name].steps()
+
+    def _join_steps(self) -> None:
+        """After the block: a layer called across generation steps gets one map."""
+        for name, chain in self._chains.items():
+            if len(chain) > 1:
+                self[name] = chain.joined()
 
     def role(self, name: str) -> str:
         """What layer ``name``'s queries and keys are (see :data:`ROLES`): ``"cross"`` for
@@ -101,6 +132,7 @@ def capture(model: nn.Module) -> Iterator[Capture]:
     maps = Capture(model)
     with hf_support(model), observe.observing(maps):
         yield maps
+    maps._join_steps()
     if maps._unreported:
         missed = ", ".join(f"{maps.name_of(m)} ({note})" for m, note in maps._unreported)
         raise ValueError(f"capture missed attention calls that did not report their maps: {missed}")

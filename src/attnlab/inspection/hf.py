@@ -24,11 +24,15 @@ the class, and left exactly as they were.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["ATTENTION_NAME", "hf_support", "is_hf_model", "register"]
+__all__ = [
+    "ATTENTION_NAME", "ablate", "attention_modules", "hf_support", "is_hf_model", "register",
+]  # fmt: skip
 
 ATTENTION_NAME = "attnlab"
 
@@ -115,3 +119,87 @@ def _check_attnlab_model(model: nn.Module) -> None:
             f"cannot capture attention from {type(model).__name__}: it has no "
             "attnlab.MultiHeadAttention layer and is not a Hugging Face model"
         )
+
+
+def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules that call transformers' attention interface, by dotted name, in model order
+    (``model.layers.0.self_attn``, ``encoder.layer.0.attention.self``, ...)."""
+    return {name: m for name, m in model.named_modules() if _calls_interface(type(m))}
+
+
+@functools.cache
+def _calls_interface(cls: type) -> bool:
+    """Whether ``cls.forward`` dispatches through the attention registry (its source looks the
+    function up by ``config._attn_implementation``)."""
+    if not cls.__name__.endswith(("Attention", "SelfAttention")):
+        return False
+    try:
+        source = inspect.getsource(cls.forward)
+    except (OSError, TypeError):
+        return False
+    return "ALL_ATTENTION_FUNCTIONS" in source or "_attn_implementation" in source
+
+
+@contextlib.contextmanager
+def ablate(
+    model: nn.Module,
+    heads: Mapping[int | str, Sequence[int]],
+    mode: str,
+    check_heads: Callable[[int | str, Sequence[int], int], list[int]],
+) -> Iterator[None]:
+    """:func:`attnlab.ablate_heads` for a Hugging Face model: inside attnlab's attention
+    function, the chosen heads' outputs (before the output projection) are set to 0 or to their
+    mean over the batch and the positions of the call."""
+    from attnlab.inspection.hf_attention import head_edits
+
+    modules = attention_modules(model)
+    edits: dict[int, Callable[[Tensor], Tensor]] = {}
+    for layer, head_list in heads.items():
+        module = _module_of(model, modules, layer)
+        chosen = check_heads(layer, head_list, _n_heads(module))
+        edits[id(module)] = _edit(chosen, mode)
+    with hf_support(model):
+        token = head_edits.set({**(head_edits.get() or {}), **edits})
+        try:
+            yield
+        finally:
+            head_edits.reset(token)
+
+
+def _module_of(model: nn.Module, modules: dict[str, nn.Module], layer: int | str) -> nn.Module:
+    names = list(modules)
+    if isinstance(layer, str):
+        if layer not in modules:
+            raise ValueError(
+                f"heads key {layer!r} is not an attention module of {type(model).__name__}; "
+                f"valid names: {names[:4]}{' …' if len(names) > 4 else ''}"
+            )
+        return modules[layer]
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"heads key {layer!r}: {type(model).__name__} has an encoder and a decoder; name the "
+            f"attention instead, e.g. {names[0]!r} or {names[-1]!r}"
+        )
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < len(names):
+        raise ValueError(f"heads keys must be layer indices in [0, {len(names)}); got {layer!r}")
+    return modules[names[layer]]
+
+
+def _n_heads(module: nn.Module) -> int:
+    for attribute in ("num_heads", "num_attention_heads", "n_heads", "n_head"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, int):
+            return value
+    return int(module.config.num_attention_heads)
+
+
+def _edit(chosen: list[int], mode: str) -> Callable[[Tensor], Tensor]:
+    def edit(out: Tensor) -> Tensor:  # (B, H, Lq, d_v)
+        out = out.clone()
+        if mode == "zero":
+            out[:, chosen] = 0.0
+        else:  # mean over batch and positions, per head: (1, len(chosen), 1, d_v)
+            out[:, chosen] = out[:, chosen].mean(dim=(0, 2), keepdim=True)
+        return out
+
+    return edit

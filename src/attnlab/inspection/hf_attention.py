@@ -54,8 +54,8 @@ _HANDLED_KWARGS = frozenset({"softcap", "s_aux", "position_bias"})
 
 # Edits of head outputs inside the attention function (ablate_heads on Hugging Face models):
 # module id → function (B, H, Lq, d_v) → (B, H, Lq, d_v).
-head_edits: ContextVar[dict[int, Callable[[Tensor], Tensor]]] = ContextVar(
-    "attnlab_hf_head_edits", default={}
+head_edits: ContextVar[dict[int, Callable[[Tensor], Tensor]] | None] = ContextVar(
+    "attnlab_hf_head_edits", default=None
 )
 
 
@@ -99,9 +99,9 @@ def attention_forward(
         with_sink = torch.logaddexp(lse, sink)
         out = out * torch.exp(lse - with_sink).unsqueeze(-1).to(out.dtype)
         lse = with_sink
-    edit = head_edits.get().get(id(module))
-    if edit is not None:
-        out = edit(out)
+    edits = head_edits.get()
+    if edits and id(module) in edits:
+        out = edits[id(module)](out)
     weights = None
     if observe.wants_attention() or _weights_requested(kwargs):
         call = observe.AttentionCall(q=query.detach(), k=key.detach(), bias=bias, scale=scale,
@@ -117,8 +117,8 @@ def attention_forward(
 
 
 def _refuse_unknown(module: nn.Module, kwargs: dict[str, object]) -> None:
-    unknown = sorted(k for k, v in kwargs.items()
-                     if v is not None and k not in HARMLESS_KWARGS and k not in _HANDLED_KWARGS)  # fmt: skip
+    known = HARMLESS_KWARGS | _HANDLED_KWARGS
+    unknown = sorted(k for k, v in kwargs.items() if v is not None and k not in known)
     if unknown:
         raise ValueError(
             f"attnlab's attention function does not know the argument(s) {unknown} that "
@@ -216,4 +216,3 @@ def _repeat_kv(x: Tensor, groups: int) -> Tensor:
         return x
     B, H_kv, L, d = x.shape
     return x[:, :, None].expand(B, H_kv, groups, L, d).reshape(B, H_kv * groups, L, d)
-

@@ -63,7 +63,7 @@ class AttentionCall:
     """
 
     q: Tensor  # (B, H, Lq, d)  unscaled queries
-    k: Tensor  # (B, H, Lk, d)  keys, already expanded to H heads for grouped-query attention
+    k: Tensor  # (B, H_kv, Lk, d)  keys; H_kv divides H (grouped-query keys may stay unrepeated)
     bias: AttentionBias  # for (B, H, Lq, Lk)
     scale: float
     lse: Tensor  # (B, H, Lq)  log-sum-exp of each query row's scaled, biased scores

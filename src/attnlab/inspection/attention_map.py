@@ -5,7 +5,10 @@ the scale, the call's :class:`~attnlab.functional.bias.AttentionBias` (mask, cau
 aligned, as everywhere in attnlab —, window, padding, ALiBi, softcap) and the per-row
 log-sum-exp that the kernel returned with its output:
 
-    weights[b, h, i, j] = exp(cap(q[b,h,i]·k[b,h,j]·scale) + bias[b,h,i,j] − lse[b,h,i])
+    weights[b, h, i, j] = exp(cap(q[b,h,i]·k[b,h//g,j]·scale) + bias[b,h,i,j] − lse[b,h,i])
+
+(g = query heads per key head: 1, or the group size of grouped-query attention, whose keys are
+stored once per key/value head.)
 
 Memory is O(N·d) per layer. Any slice is computed on demand; reductions (top-k, entropy, mean
 over heads, attention received, pooled maps) stream over blocks of query rows and never hold

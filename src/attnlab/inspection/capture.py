@@ -5,10 +5,12 @@
     maps["layers.3.self_attn"].query(5)      # what token 5 attends to, every head, exact
 
 Works on attnlab's own models (every :class:`attnlab.MultiHeadAttention` reports through
-:mod:`attnlab.observe`) and on Hugging Face BERT-family and GPT-2 models running their default
-SDPA attention (see :mod:`attnlab.inspection.hf`). Every kernel route reports its call (routes
-whose kernel keeps no log-sum-exp compute it block by block), and a call that did not report
-raises a ValueError naming the layer: no layer is missed silently. In training mode the maps are
+:mod:`attnlab.observe`) and on Hugging Face models whose attention goes through transformers'
+``AttentionInterface`` (see :mod:`attnlab.inspection.hf`). During generation with a KV cache a
+layer's calls are joined into one map whose rows are the steps (:mod:`attnlab.inspection.steps`).
+Every kernel route reports its call (routes whose kernel keeps no log-sum-exp compute it block by
+block), and a call that did not report raises a ValueError naming the layer: no layer is missed
+silently. In training mode the maps are
 the weights before dropout. Maps cost O(N·d) memory per layer.
 """
 

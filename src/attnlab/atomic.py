@@ -1,5 +1,8 @@
 """Atomic file writes: write to a temporary file in the target's folder, then rename over the
-target, so a reader (or a crash) never sees half a file. Files get the usual 0644 mode."""
+target, so a reader (or a crash) never sees half a file. Files get the usual 0644 mode.
+
+A process killed between the two leaves its temporary file (``.NAME.XXXXXXXX.SUFFIX`` next to
+``NAME``); :func:`remove_temporaries` removes them (``attnlab train`` does at every start)."""
 
 from __future__ import annotations
 
@@ -9,23 +12,48 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json", "write_text"]
+__all__ = ["atomic_write", "remove_temporaries", "temporaries", "write_json", "write_text"]
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name}."
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path``."""
+    """Call ``write(tmp_path)`` to fill a temporary file, then rename it to ``path``. An
+    OSError (a full disk, no permission) names ``path``, not the temporary file, and leaves
+    neither the temporary file nor a changed ``path`` behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=path.suffix)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def temporaries(path: str | Path) -> list[Path]:
+    """The temporary files :func:`atomic_write` may have left for ``path`` (killed mid-write)."""
+    path = Path(path)
+    pattern = f"{_prefix(path)}{'?' * 8}{path.suffix}"  # mkstemp's 8 random characters
+    return sorted(path.parent.glob(pattern))
+
+
+def remove_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files a killed :func:`atomic_write` of ``path`` left; returns them.
+    Only one writer per file may run at a time (another's file in progress would go too)."""
+    found = temporaries(path)
+    for tmp in found:
+        tmp.unlink(missing_ok=True)
+    return found
 
 
 def write_text(path: str | Path, text: str) -> Path:

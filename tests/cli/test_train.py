@@ -59,3 +59,54 @@ def test_translation_trains_on_real_verses_and_translates(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("BLEU ") and "on 8 held-out verses" in out and "REF " in out
     assert fig.stat().st_size > 5_000
+
+
+@pytest.fixture
+def run_folder(trained, tmp_path):
+    """A copy of the trained run's folder (a run the bad commands must not touch)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for path in trained.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+TINY = ["--n-layers", "1", "--d-model", "32", "--d-ff", "64", "--context", "48", "--batch", "8",
+        "--steps", "40", "--eval-interval", "20", "--time-limit", "0"]  # fmt: skip
+BAD = [  # (flags, what stderr's one line must say); {run}: a folder holding a run
+    (["--out-dir", "{run}", "--config", "{run}"], "config '{run}' is a folder; expected a TOML"),
+    (["--out-dir", "{run}", "--resume", "--overwrite"], "resume and overwrite exclude each"),
+    (["--out-dir", "{run}", "--resume", "--batch", "5", "--accumulate", "2"],
+     "batch must be divisible by accumulate × nproc = 2 × 1 = 2; got 5"),
+    (["--out-dir", "{run}", "--overwrite", "--batch", "6", "--accumulate", "2", "--nproc", "2"],
+     "batch must be divisible by accumulate × nproc = 2 × 2 = 4; got 6"),
+    (["--out-dir", "{run}", "--overwrite", "--bpe-vocab", "-5", "--tokenizer", "bpe"],
+     "bpe_vocab must be an integer >= 1; got -5"),
+    (["--out-dir", "{run}", "--overwrite", "--lr", "inf"], "lr must be a finite number in (0, inf)"),
+    (["--out-dir", "{run}", "--overwrite", "--nproc", "0"], "nproc must be an integer >= 1; got 0"),
+    (["--out-dir", "{run}", "--overwrite", "--nproc", "-2"], "nproc must be an integer >= 1; got -2"),
+    (["--out-dir", "{run}", "--overwrite", "--min-lr", "-1"], "min_lr must be a finite number in "
+     "[0, inf); got -1.0"),
+    (["--out-dir", "{run}", "--overwrite", "--warmup", "-10"], "warmup must be an integer >= 0; "
+     "got -10"),
+    (["--out-dir", "{run}", "--overwrite", "--time-limit", "-1"], "time_limit must be a finite "
+     "number in [0, inf); got -1.0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("flags", "says"), BAD, ids=[" ".join(f) for f, _ in BAD])
+def test_a_bad_train_command_is_one_line_and_touches_nothing(trained, run_folder, capsys, flags,
+                                                             says):  # fmt: skip
+    before = files(run_folder.parent)
+    flags = [f.format(run=run_folder) for f in flags]
+    corpus = ["--corpus", str(trained.parent / "plays.txt")]
+    assert main(["train", *corpus, *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("attnlab train: error: ") and says.format(run=run_folder) in err, err
+    assert files(run_folder.parent) == before

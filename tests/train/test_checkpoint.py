@@ -110,3 +110,89 @@ def test_a_model_checkpoint_is_not_a_training_checkpoint(tmp_path):
     save_model(model, tmp_path)
     with pytest.raises(ValueError, match="not an attnlab training checkpoint .*without training"):
         load_training(tmp_path / "model.safetensors")
+
+
+def rewrite(path, *, training=None, metadata=None, tensors=None):
+    """Rewrite the checkpoint at ``path`` with its training JSON, metadata or tensors changed."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, found = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    if training is not None:
+        meta["training"] = json.dumps(training(json.loads(meta["training"])))
+    meta = metadata(meta) if metadata else meta
+    safetensors.torch.save_file(tensors(found) if tensors else found, path, metadata=meta)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    model, opt, _ = tiny_run()
+    return save_training(tmp_path / "c.safetensors", model, opt, 2, CONFIG, '{"kind": "char"}')
+
+
+def without(data, key):
+    return {k: v for k, v in data.items() if k != key}
+
+
+def test_training_metadata_lacking_the_config_is_named(saved):
+    rewrite(saved, training=lambda t: without(t, "config"))
+    with pytest.raises(ValueError, match=r"the training metadata lacks \['config'\] \(written by"):
+        load_training(saved)
+
+
+def test_model_metadata_lacking_the_config_is_named(saved):
+    rewrite(saved, metadata=lambda m: without(m, "config"))
+    with pytest.raises(ValueError, match="lacks the metadata entry 'config' .written by attnlab"):
+        load_model(saved)
+
+
+def test_an_unknown_training_config_field_names_it_and_the_versions(saved):
+    rewrite(saved, training=lambda t: {**t, "config": {**t["config"], "rope_base": 10000}},
+            metadata=lambda m: {**m, "attnlab_version": "9.0.0"})  # fmt: skip
+    message = r"unknown training config field\(s\) \['rope_base'\] \(written by attnlab 9.0.0; "
+    with pytest.raises(ValueError, match=message + "this is attnlab 0"):
+        load_training(saved)
+
+
+def test_an_unknown_model_config_field_names_it_and_the_versions(saved):
+    def newer(meta):
+        config = {**json.loads(meta["config"]), "rope_base": 10000}
+        return {**without(meta, "attnlab_version"), "config": json.dumps(config)}
+
+    rewrite(saved, metadata=newer)
+    message = r"unknown GPTConfig fields: \['rope_base'\].*written by attnlab before 0.1.0"
+    with pytest.raises(ValueError, match=message):
+        load_model(saved)
+
+
+def test_a_negative_step_is_refused(saved):
+    rewrite(saved, training=lambda t: {**t, "step": -3})
+    with pytest.raises(ValueError, match="step must be an integer >= 0; got -3"):
+        load_training(saved)
+
+
+def test_a_checkpoint_config_out_of_range_is_refused_naming_the_file(saved):
+    rewrite(saved, training=lambda t: {**t, "config": {**t["config"], "lr": -1}})
+    with pytest.raises(ValueError, match=r"c.safetensors: training config: lr must be"):
+        load_training(saved)
+
+
+def test_a_model_tensor_of_the_wrong_shape_names_it_and_both_shapes(saved):
+    rewrite(saved, tensors=lambda t: {**t, "layers.0.ff.linear1.weight": torch.zeros(3, 3)})
+    message = r"layers.0.ff.linear1.weight has shape \(3, 3\), the config expects \((32, 8|8, 32)\)"
+    with pytest.raises(ValueError, match=message):
+        load_model(saved)
+    state = load_training(saved)
+    with pytest.raises(ValueError, match=f"{saved}: " + message):
+        restore_model(GPT(GPTConfig(vocab_size=20, max_len=8, n_layers=1, n_heads=2, d_model=8)),
+                      state.model_state, state.path)  # fmt: skip
+
+
+def test_an_optimizer_tensor_of_the_wrong_shape_names_it_and_both_shapes(saved):
+    rewrite(saved, tensors=lambda t: {**t, "optimizer/0/exp_avg": torch.zeros(2, 2)})
+    state = load_training(saved)
+    model = GPT(GPTConfig(vocab_size=20, max_len=8, n_layers=1, n_heads=2, d_model=8))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    message = r"optimizer/0/exp_avg has shape \(2, 2\), its parameter \(20, 8\)"
+    with pytest.raises(ValueError, match=message):
+        restore_optimizer(opt, state.optimizer_state, state.path)

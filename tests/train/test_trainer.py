@@ -1,15 +1,15 @@
-"""Training: the loss falls, a killed run resumes with the same losses, checkpoints are safe."""
+"""Training: the loss falls, checkpoints are checked, nothing is written before every check, a
+diverging run saves nothing. Kills, Ctrl-C and full disks: tests/faults."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
+import math
+import re
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
+from safetensors import safe_open
 
 from attnlab.data.shakespeare import read_plays
 from attnlab.train.checkpoint import load_training
@@ -47,45 +47,6 @@ def test_training_lowers_the_loss_and_writes_a_checkpoint(corpus, tmp_path):
     assert state.step == 60 and json.loads(state.tokenizer_json)["kind"] == "char"
 
 
-def test_resume_after_kill_gives_the_uninterrupted_losses(corpus, tmp_path):
-    straight = tmp_path / "straight"
-    train(tiny(corpus, straight, steps=150))
-    killed = tmp_path / "killed"
-    flags = ["--preset", "shakespeare-char", "--corpus", str(corpus), "--n-layers", "1",
-             "--n-heads", "2", "--d-model", "32", "--d-ff", "64", "--context", "32", "--batch",
-             "8", "--steps", "150", "--eval-interval", "10", "--eval-batches", "2", "--warmup",
-             "5", "--dropout", "0.1", "--out-dir", str(killed), "--time-limit", "0"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "attnlab", "train", *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    checkpoint = killed / "checkpoint.safetensors"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait for a checkpoint past step 10, then kill -9
-        if checkpoint.exists() and load_training(checkpoint).step >= 20:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert load_training(checkpoint).step < 150  # really interrupted
-    train(tiny(corpus, killed, steps=150), resume=True)
-    assert losses(killed) == pytest.approx(losses(straight), abs=1e-6)
-
-
-def test_sigint_saves_and_exits_cleanly(corpus, tmp_path):
-    flags = ["--preset", "shakespeare-char", "--corpus", str(corpus), "--n-layers", "1",
-             "--d-model", "32", "--d-ff", "64", "--context", "32", "--batch", "8", "--steps",
-             "100000", "--out-dir", str(tmp_path), "--time-limit", "0"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "attnlab", "train", *flags],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    log = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and log.read_text().strip()):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "interrupted at step" in out
-    assert load_training(tmp_path / "checkpoint.safetensors").step >= 10
-
-
 def test_checkpoint_from_another_config_is_refused(corpus, tmp_path):
     train(tiny(corpus, tmp_path, steps=10))
     with pytest.raises(
@@ -109,21 +70,6 @@ def test_pickle_is_refused(tmp_path):
         load_training(path)
 
 
-def test_disk_full_while_saving_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch):
-    train(tiny(corpus, tmp_path, steps=10))
-    before = (tmp_path / "checkpoint.safetensors").read_bytes()
-
-    def full_disk(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        train(tiny(corpus, tmp_path, steps=20), resume=True)
-    assert (tmp_path / "checkpoint.safetensors").read_bytes() == before
-    assert load_training(tmp_path / "checkpoint.safetensors").step == 10
-
-
 def test_tiny_corpus_is_refused(tmp_path):
     small = tmp_path / "small.txt"
     small.write_text("to be or not to be")
@@ -136,3 +82,73 @@ def test_non_utf8_corpus_is_refused(tmp_path):
     bad.write_bytes("señor".encode("latin-1") * 100)
     with pytest.raises(ValueError, match="is not UTF-8 text .*iconv"):
         train(tiny(bad, tmp_path / "out"))
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in Path(folder).iterdir()}
+
+
+@pytest.mark.parametrize("bad", [{"batch": 5, "accumulate": 2}, {"context": 100_000}])
+@pytest.mark.parametrize("mode", ["resume", "overwrite"])
+def test_a_run_that_fails_a_check_writes_nothing(corpus, tmp_path, bad, mode):
+    train(tiny(corpus, tmp_path, steps=10))
+    before = files(tmp_path)
+    with pytest.raises(ValueError, match="batch must be divisible|too few for one batch"):
+        train(tiny(corpus, tmp_path, steps=20, **bad), **{mode: True})
+    assert files(tmp_path) == before
+
+
+def test_overwrite_replaces_the_run(corpus, tmp_path):
+    train(tiny(corpus, tmp_path, steps=20))
+    with pytest.raises(FileExistsError, match="holds a run"):
+        train(tiny(corpus, tmp_path, steps=10))
+    train(tiny(corpus, tmp_path, steps=10), overwrite=True)
+    assert (
+        max(losses(tmp_path)) == 10
+        and load_training(tmp_path / "checkpoint.safetensors").step == 10
+    )
+
+
+@pytest.mark.parametrize(("at", "what"), [(15, "the training loss is nan"),
+                                          (20, "the validation loss is nan"),
+                                          (20, "the weights are no longer finite")])  # fmt: skip
+def test_a_diverging_run_names_the_step_and_saves_nothing_over_the_last_checkpoint(
+    corpus, tmp_path, monkeypatch, at, what
+):
+    from attnlab.train import trainer
+
+    if "weights" in what:  # NaN only in weights the validation batches do not reach
+        monkeypatch.setattr(trainer, "evaluate", lambda *args: 1.0)
+    real = trainer.learning_rate
+    monkeypatch.setattr(trainer, "learning_rate",  # weights NaN after step ``at``
+                        lambda step, **kw: math.nan if step == at - 1 else real(step, **kw))  # fmt: skip
+    failing = at + 1 if at % 10 else at
+    checkpoint = tmp_path / "checkpoint.safetensors"
+    message = (f"training diverged at step {failing}: {what}; nothing was saved over the last "
+               f"good checkpoint ({checkpoint} keeps step 10)")  # fmt: skip
+    with pytest.raises(FloatingPointError, match=re.escape(message)):
+        train(tiny(corpus, tmp_path, steps=30))
+    assert load_training(checkpoint).step == 10
+
+
+def test_resume_compares_the_resolved_corpus_path_and_its_content(corpus, tmp_path, monkeypatch):
+    copy = tmp_path / "plays.txt"
+    copy.write_text(corpus.read_text())
+    monkeypatch.chdir(tmp_path)
+    train(tiny("plays.txt", tmp_path / "run", steps=10))
+    checkpoint = tmp_path / "run" / "checkpoint.safetensors"
+    forget_corpus_hash(checkpoint)  # as files written before it: the resolved paths decide
+    train(tiny(copy.resolve(), tmp_path / "run", steps=20), resume=True)  # the same file
+    assert load_training(checkpoint).corpus_sha256 is not None
+    copy.write_text(corpus.read_text().replace("the", "thy"))
+    with pytest.raises(ValueError, match=r"corpus: checkpoint trained on '.*plays.txt' \(sha256 "
+                       r"[0-9a-f]{12}\), requested 'plays.txt' holds other text"):  # fmt: skip
+        train(tiny("plays.txt", tmp_path / "run", steps=30), resume=True)
+
+
+def forget_corpus_hash(path):
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    training = json.loads(meta["training"])
+    del training["corpus_sha256"]
+    safetensors.torch.save_file(tensors, path, metadata={**meta, "training": json.dumps(training)})

@@ -17,13 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Train with AdamW, warm-up + cosine learning rate, gradient clipping and accumulation, "
             "periodic validation, a progress bar and a JSON-lines log (OUT_DIR/metrics.jsonl). "
             "Checkpoints (OUT_DIR/checkpoint.safetensors) are written atomically at every "
-            "evaluation and on Ctrl-C; --resume continues exactly where the last one stopped. "
+            "evaluation and on Ctrl-C (then the exit status is 130); --resume continues exactly "
+            "where the last one stopped; a folder that holds a run needs --resume or --overwrite. "
             f"Presets: {', '.join(PRESETS)}. Options: defaults < --preset < --config TOML < flags."
         ),
     )
     p.add_argument("--preset", choices=sorted(PRESETS), help="named configuration")
     p.add_argument("--config", help="TOML file with TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR's checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in OUT_DIR (its checkpoint and log); without it or "
+                   "--resume, a folder holding a run is refused")  # fmt: skip
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (gloo, CPU)")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -37,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = load_config(args.preset, args.config, **overrides)
     print(f"training {config.task} on {config.corpus}; output in {config.out_dir}", flush=True)
-    result = launch(config, resume=args.resume, nproc=args.nproc)
+    result = launch(config, resume=args.resume, overwrite=args.overwrite, nproc=args.nproc)
     shown = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
     print(f"{result.stopped} at step {result.steps}; validation loss {shown}; checkpoint "
           f"{config.out_dir}/checkpoint.safetensors")  # fmt: skip
-    return 0
+    return 130 if result.stopped == "interrupted" else 0  # as shells expect after Ctrl-C

@@ -88,7 +88,7 @@ def write_checkpoint(
         raise ValueError(f"extra tensors must not reuse the model's names; got {clash[:5]}")
     tensors.update(extra_tensors or {})
     meta = {"format": FORMAT, "architecture": name, "config": json.dumps(model.config.to_dict()),
-            **(extra_metadata or {})}  # fmt: skip
+            "attnlab_version": _version(), **(extra_metadata or {})}  # fmt: skip
     # looked up at call time, so a test can stand in a failing writer (a full disk)
     return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=meta))
 
@@ -100,15 +100,45 @@ class Checkpoint:
 
     def build_model(self, path: str | Path = "checkpoint") -> nn.Module:
         """The model of the architecture and config recorded in the file, not yet loaded."""
+        found = self.metadata.get("architecture")
+        if found not in _ARCHITECTURES:
+            raise ValueError(f"{path}: metadata 'architecture' must be one of "
+                             f"{sorted(_ARCHITECTURES)}; got {found!r}")  # fmt: skip
+        model_cls, config_cls = _ARCHITECTURES[found]
+        data = self.json_entry("config", path)
         try:
-            model_cls, config_cls = _ARCHITECTURES[self.metadata["architecture"]]
-            config = config_cls.from_dict(json.loads(self.metadata["config"]))
-        except (KeyError, json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"{path} does not hold a valid attnlab config: {err!r}") from None
+            config = config_cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {err}{written_by(self.metadata)}") from None
         return model_cls(config)
+
+    def json_entry(self, key: str, path: str | Path) -> dict:
+        """The metadata entry ``key``, a JSON object, or a ValueError naming the entry."""
+        if key not in self.metadata:
+            raise ValueError(f"{path} lacks the metadata entry {key!r}{written_by(self.metadata)}")
+        try:
+            value = json.loads(self.metadata[key])
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: metadata entry {key!r} is not JSON ({err})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: metadata entry {key!r} must be a JSON object; got "
+                             f"{type(value).__name__}")  # fmt: skip
+        return value
 
     def model_state(self) -> dict[str, Tensor]:
         return {k: v for k, v in self.tensors.items() if "/" not in k}  # extras are prefixed
+
+
+def _version() -> str:
+    import attnlab  # at call time: attnlab imports this module while it initialises
+
+    return attnlab.__version__
+
+
+def written_by(metadata: dict[str, str]) -> str:
+    """The note "(written by attnlab X; this is attnlab Y)" for errors about a file's content."""
+    found = metadata.get("attnlab_version", "before 0.1.0 (no version recorded)")
+    return f" (written by attnlab {found}; this is attnlab {_version()})"
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "TrainConfig", "load_config"]
+__all__ = ["PRESETS", "TrainConfig", "check_fields", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,52 @@ class TrainConfig:
     out_dir: str = "runs/default"
 
     def __post_init__(self) -> None:
-        if self.task not in ("lm", "translate"):
-            raise ValueError(f"task must be 'lm' or 'translate'; got {self.task!r}")
-        if self.tokenizer not in ("char", "bpe"):
-            raise ValueError(f"tokenizer must be 'char' or 'bpe'; got {self.tokenizer!r}")
-        for name in ("n_layers", "n_heads", "d_model", "d_ff", "context", "batch", "accumulate",
-                     "steps", "eval_interval", "eval_batches"):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction}")
+        check_fields(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+_CHOICES = {"task": ("lm", "translate"), "tokenizer": ("char", "bpe")}
+_TEXT = ("corpus", "out_dir")
+# integers ≥ 1
+_COUNTS = ("bpe_vocab", "max_words", "n_layers", "n_heads", "d_model", "d_ff", "context", "batch",
+           "accumulate", "steps", "eval_interval", "eval_batches")  # fmt: skip
+_NON_NEGATIVE_INTS = ("warmup", "seed")
+# number fields: (lowest, is the lowest allowed, highest, is the highest allowed)
+_RANGES = {"lr": (0.0, False, math.inf, False), "min_lr": (0.0, True, math.inf, False),
+           "dropout": (0.0, True, 1.0, False), "weight_decay": (0.0, True, math.inf, False),
+           "grad_clip": (0.0, True, math.inf, False), "val_fraction": (0.0, False, 1.0, False),
+           "time_limit": (0.0, True, math.inf, False)}  # fmt: skip
+
+
+def check_fields(config: TrainConfig) -> None:
+    """Every field's type and range (run by the constructor): a ValueError naming the field,
+    what it must be and the value given."""
+    for name, choices in _CHOICES.items():
+        value = getattr(config, name)
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+    for name in _TEXT:
+        if not isinstance(getattr(config, name), str) or not getattr(config, name):
+            raise ValueError(f"{name} must be a non-empty string; got {getattr(config, name)!r}")
+    for names, lowest in ((_COUNTS, 1), (_NON_NEGATIVE_INTS, 0)):
+        for name in names:
+            value = getattr(config, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+                raise ValueError(f"{name} must be an integer >= {lowest}; got {value!r}")
+    for name, (low, low_ok, high, high_ok) in _RANGES.items():
+        value = getattr(config, name)
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (is_number and math.isfinite(value) and (low <= value if low_ok else low < value)
+                and (value <= high if high_ok else value < high)):  # fmt: skip
+            bounds = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            raise ValueError(f"{name} must be a finite number in {bounds}; got {value!r}")
+    if config.min_lr > config.lr:
+        raise ValueError(f"min_lr must be at most lr = {config.lr:g}; got {config.min_lr:g}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -87,11 +117,22 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         values.update(PRESETS[preset])
     if toml_path is not None:
-        with open(toml_path, "rb") as f:
-            values.update(tomllib.load(f))
+        values.update(read_toml(Path(toml_path)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown training options: {unknown}; known: {sorted(known)}")
     return TrainConfig(**values)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The table in the TOML file ``path`` (``train --config``), or a clear error."""
+    if path.is_dir():
+        raise ValueError(f"config {str(path)!r} is a folder; expected a TOML file")
+    if not path.is_file():
+        raise FileNotFoundError(f"config {str(path)!r}: no such file")
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"config {str(path)!r} is not valid TOML: {err}") from None

@@ -14,8 +14,12 @@ torchrun sets RANK / WORLD_SIZE / MASTER_ADDR, which :func:`World.from_env` read
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 import socket
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,6 +27,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from attnlab.train.run_folder import check_run
 
 if TYPE_CHECKING:  # the trainer imports World from here
     from attnlab.train.config import TrainConfig
@@ -96,40 +102,107 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, size: int, port: int, config: TrainConfig, resume: bool, results) -> None:  # type: ignore[no-untyped-def]
+def _worker(
+    rank: int, size: int, port: int, config: TrainConfig, resume: bool, overwrite: bool, results
+) -> None:  # type: ignore[no-untyped-def]
+    """One process of :func:`spawn`: rank 0 puts ("result", TrainResult) on ``results``; a
+    process that fails puts ("error", rank, exception) and exits with status 1."""
     from attnlab.train.trainer import train
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # train() catches it while it trains
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     dist.init_process_group("gloo", rank=rank, world_size=size)
     try:
-        result = train(config, resume=resume, world=World(rank, size))
+        result = train(config, resume=resume, overwrite=overwrite, world=World(rank, size))
         if rank == 0:
-            results.put(result)
+            results.put(("result", result))
+    except Exception as err:
+        try:
+            results.put(("error", rank, err))
+        except Exception:  # not picklable: its message then
+            results.put(("error", rank, RuntimeError(f"{type(err).__name__}: {err}")))
+        sys.exit(1)
     finally:
         dist.destroy_process_group()
 
 
-def spawn(config: TrainConfig, nproc: int, *, resume: bool = False) -> TrainResult:
-    """Train with ``nproc`` local processes; returns rank 0's result."""
+def spawn(config: TrainConfig, nproc: int, *, resume: bool = False, overwrite: bool = False
+          ) -> TrainResult:  # fmt: skip
+    """Train with ``nproc`` local processes; returns rank 0's result, or raises the first
+    error a process raised (rank 0's if it failed). SIGINT (Ctrl-C) reaches every process,
+    which stop together after the current step; rank 0 saves."""
     import torch.multiprocessing as mp
 
-    if nproc < 1:
-        raise ValueError(f"nproc must be at least 1; got {nproc}")
-    ctx = mp.get_context("spawn")
-    results = ctx.SimpleQueue()
-    mp.start_processes(_worker, args=(nproc, free_port(), config, resume, results),
-                       nprocs=nproc, join=True, start_method="spawn")  # fmt: skip
-    return results.get()
+    check_run(config, resume=resume, overwrite=overwrite, nproc=nproc)  # errors here, not N times
+    results = mp.get_context("spawn").SimpleQueue()
+    args = (nproc, free_port(), config, resume, overwrite, results)
+    failed: Exception | None = None
+    quiet = logging.getLogger("torch.multiprocessing.spawn")  # "Terminating process ..."
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with _SigintForwarder() as forwarder:
+            context = mp.start_processes(_worker, args=args, nprocs=nproc, join=False,
+                                         start_method="spawn")  # fmt: skip
+            forwarder.started(context.processes)
+            while not context.join(timeout=1.0, grace_period=10.0):
+                pass
+    except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
+        failed = err
+    finally:
+        quiet.setLevel(level)
+    messages = []
+    while not results.empty():
+        messages.append(results.get())
+    found = [m[1] for m in messages if m[0] == "result"]
+    if found and failed is None:
+        return found[0]
+    errors = sorted((m for m in messages if m[0] == "error"), key=lambda m: m[1])
+    if errors:
+        raise errors[0][2]
+    raise RuntimeError(f"a training process failed: {failed}")
 
 
-def launch(config: TrainConfig, *, resume: bool = False, nproc: int = 1) -> TrainResult:
+class _SigintForwarder:
+    """Inside the block SIGINT is blocked until :meth:`started`, so processes started before
+    it start with SIGINT blocked and cannot die of a Ctrl-C while they prepare (each unblocks
+    it as it starts training); after it, a SIGINT this process receives is sent on to each."""
+
+    def __init__(self) -> None:
+        self.children: list = []
+        self.active = threading.current_thread() is threading.main_thread()
+
+    def __enter__(self) -> _SigintForwarder:
+        if self.active:
+            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            self.previous = signal.signal(signal.SIGINT, self.forward)
+        return self
+
+    def started(self, processes: list) -> None:
+        self.children.extend(processes)
+        if self.active:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+
+    def forward(self, signum: int, frame: object) -> None:
+        for child in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGINT)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def launch(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, nproc: int = 1
+           ) -> TrainResult:  # fmt: skip
     """Train in the processes asked for: under torchrun (``WORLD_SIZE`` > 1 in the environment)
     as this process's rank, else ``nproc`` local processes, else this process alone."""
     from attnlab.train.trainer import train
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun (one or many hosts)
-        return train(config, resume=resume, world=World.from_env())
-    if nproc > 1:
-        return spawn(config, nproc, resume=resume)
-    return train(config, resume=resume)
+        return train(config, resume=resume, overwrite=overwrite, world=World.from_env())
+    if nproc == 1:
+        return train(config, resume=resume, overwrite=overwrite)
+    return spawn(config, nproc, resume=resume, overwrite=overwrite)  # checks nproc

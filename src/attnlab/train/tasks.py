@@ -9,6 +9,7 @@ Dimension legend: B batch, T tokens (target side for translation), S source toke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ def _read_text_corpus(name: str) -> str:
         ) from None
 
 
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _generator(seed: int, step: int, split: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step * 2 + (split == "val"))
 
@@ -56,6 +61,7 @@ class LMTask:
     tokenizer: CharTokenizer | BPETokenizer
     train_ids: Tensor  # (N_train,) int64
     val_ids: Tensor  # (N_val,)
+    corpus_sha256: str | None = None  # of the text (a resumed run must train on the same)
 
     @classmethod
     def prepare(cls, config: TrainConfig, tokenizer_json: str | None = None) -> LMTask:
@@ -76,7 +82,7 @@ class LMTask:
                     f"the {name} split of {config.corpus!r} has {len(ids)} tokens: too few for "
                     f"one batch of {config.batch} sequences of {need} tokens"
                 )
-        return cls(config, tokenizer, train, val)
+        return cls(config, tokenizer, train, val, sha256(text))
 
     def build_model(self) -> nn.Module:
         c = self.config
@@ -105,6 +111,7 @@ class TranslationTask:
     train_pairs: list[tuple[list[int], list[int]]]
     val_pairs: list[tuple[list[int], list[int]]]
     val_text: list[tuple[str, str]]
+    corpus_sha256: str | None = None  # of the verse pairs
 
     @classmethod
     def prepare(cls, config: TrainConfig, tokenizer_json: str | None = None) -> TranslationTask:
@@ -127,7 +134,8 @@ class TranslationTask:
             limit = config.context - 1  # room for <bos>/<eos>
             return [(src_tok.encode(s)[:limit], tgt_tok.encode(t)[:limit]) for s, t in items]
 
-        return cls(config, src_tok, tgt_tok, encode(train), encode(val), val)
+        digest = sha256(json.dumps(pairs, ensure_ascii=False))
+        return cls(config, src_tok, tgt_tok, encode(train), encode(val), val, digest)
 
     def build_model(self) -> nn.Module:
         c = self.config

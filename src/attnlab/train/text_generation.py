@@ -24,7 +24,7 @@ def generate_text(
     the prompt (translation model: greedy, up to the context length; sampling options unused)."""
     state = load_training(checkpoint)
     model, tokenizers = build_model_and_tokenizers(state.config, state.tokenizer_json)
-    restore_model(model, state.model_state)
+    restore_model(model, state.model_state, state.path)
     model.eval()
     if state.config.task == "lm":
         (tok,) = tokenizers

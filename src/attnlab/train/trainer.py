@@ -8,26 +8,30 @@ rank) before every step, so a run resumed from a checkpoint logs exactly the los
 uninterrupted run would have (tested by killing a run with SIGKILL and resuming it).
 
 Files in ``config.out_dir``: ``checkpoint.safetensors`` (see :mod:`attnlab.train.checkpoint`),
-``metrics.jsonl`` (one JSON object per logged step), written by rank 0 only.
+``metrics.jsonl`` (one JSON object per logged step), written by rank 0 only; what is checked
+before they are written, and what a run does to its folder: :mod:`attnlab.train.run_folder`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from attnlab.atomic import write_text
 from attnlab.models.checkpoint import restore_model
-from attnlab.train.checkpoint import load_training, restore_optimizer, save_training
+from attnlab.train.checkpoint import check_resumable, restore_optimizer, save_training
 from attnlab.train.config import TrainConfig
 from attnlab.train.distributed import World
 from attnlab.train.loop import Callback, StepResult, train_loop
+from attnlab.train.run_folder import CHECKPOINT, LOG, check_run, start_run
 from attnlab.train.schedule import learning_rate
 from attnlab.train.tasks import LMTask, TranslationTask, build_task
 
@@ -56,14 +60,16 @@ def evaluate(model: nn.Module, task: LMTask | TranslationTask, batches: int) -> 
 class RunMonitor(Callback):
     """Validation and a checkpoint every ``eval_interval`` steps and at the end; a log line every
     ``LOG_EVERY`` steps and at each validation (rank 0 only); a stop on Ctrl-C (``interrupt``)
-    or past ``time_limit``."""
+    or past ``time_limit``; an error, saving nothing, when the loss or the weights stop being
+    finite. ``saved``: the step of the checkpoint in the folder (None: none yet)."""
 
     def __init__(self, config: TrainConfig, task: LMTask | TranslationTask, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, world: World) -> None:  # fmt: skip
+                 optimizer: torch.optim.Optimizer, world: World, saved: int | None = None
+                 ) -> None:  # fmt: skip
         self.config, self.task, self.model, self.optimizer = config, task, model, optimizer
-        self.world = world
+        self.world, self.saved = world, saved
         out = Path(config.out_dir)
-        self.checkpoint, self.log = out / "checkpoint.safetensors", out / "metrics.jsonl"
+        self.checkpoint, self.log = out / CHECKPOINT, out / LOG
         self.reason: str | None = None  # why to stop, once known
         self.val_loss: float | None = None  # the last validation loss
 
@@ -77,57 +83,80 @@ class RunMonitor(Callback):
 
     def on_step(self, result: StepResult, *, last: bool) -> None:
         if not math.isfinite(result.loss):
-            raise FloatingPointError(f"training loss became {result.loss} at step {result.step}")
+            raise self.diverged(result.step, f"the training loss is {result.loss}")
         c = self.config
         record: dict[str, float] = {"step": result.step, "loss": result.loss, "lr": result.lr}
         at_eval = result.step % c.eval_interval == 0 or last
         if at_eval:
             self.val_loss = record["val_loss"] = evaluate(self.model, self.task, c.eval_batches)
+            if not math.isfinite(self.val_loss):
+                raise self.diverged(result.step, f"the validation loss is {self.val_loss}")
+            if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                raise self.diverged(result.step, "the weights are no longer finite")
         if not self.world.is_main:
             return
         if result.step % LOG_EVERY == 0 or at_eval:
             record["tokens_per_s"] = result.tokens / result.seconds
             record["elapsed_s"] = result.seconds
-            with self.log.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                with self.log.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:
+                raise OSError(err.errno, f"cannot write {self.log}: {err.strerror}") from err
         if at_eval:
             save_training(self.checkpoint, self.model, self.optimizer, result.step, c,
-                          self.task.tokenizer_json())  # fmt: skip
+                          self.task.tokenizer_json(),
+                          corpus_sha256=self.task.corpus_sha256)  # fmt: skip
+            self.saved = result.step
+
+    def diverged(self, step: int, what: str) -> FloatingPointError:
+        kept = ("no checkpoint was saved" if self.saved is None
+                else f"{self.checkpoint} keeps step {self.saved}")  # fmt: skip
+        return FloatingPointError(
+            f"training diverged at step {step}: {what}; nothing was saved over the last good "
+            f"checkpoint ({kept}); try a lower lr or a grad_clip"
+        )
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log lines past the checkpoint: those steps are about to be redone."""
-    if not path.exists():
+@contextlib.contextmanager
+def _sigint_calls(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """SIGINT calls ``handler`` inside the block, and is unblocked (a process started by
+    :func:`attnlab.train.distributed.spawn` starts with it blocked and ignored, so a Ctrl-C
+    while it prepares waits for the loop). Off the main thread signals cannot be caught."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]  # fmt: skip
-    write_text(path, "".join(f"{line}\n" for line in kept))
+    previous = signal.signal(signal.SIGINT, handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def train(config: TrainConfig, *, resume: bool = False, world: World | None = None) -> TrainResult:
-    """Train per ``config``; with ``resume``, continue from ``out_dir``'s checkpoint."""
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          world: World | None = None) -> TrainResult:  # fmt: skip
+    """Train per ``config``; with ``resume``, continue from ``out_dir``'s checkpoint; with
+    ``overwrite``, replace the run in ``out_dir`` (without either, a folder holding a run is
+    refused). Nothing is written before every check has passed (:func:`check_run`, the
+    corpus, the checkpoint against the config). Ctrl-C stops after the current step, saving."""
     world = world or World.single()
-    out = Path(config.out_dir)
-    state = load_training(out / "checkpoint.safetensors", expected=config) if resume else None
+    state = check_run(config, resume=resume, overwrite=overwrite, nproc=world.size)
     task = build_task(config, state.tokenizer_json if state else None)
+    if state is not None:
+        check_resumable(state, config, task.corpus_sha256)
     torch.manual_seed(config.seed)  # the same initial weights in every process and every run
     model = task.build_model()
-    if state is not None:
-        restore_model(model, state.model_state)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
     if state is not None:
-        restore_optimizer(optimizer, state.optimizer_state)  # in the parameters' layout
+        restore_model(model, state.model_state, state.path)
+        restore_optimizer(optimizer, state.optimizer_state, state.path)  # the params' layout
     start = state.step if state else 0
-    monitor = RunMonitor(config, task, model, optimizer, world)
     if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            _truncate_log(monitor.log, start)
-        elif monitor.log.exists():
-            monitor.log.unlink()
-    previous = signal.signal(signal.SIGINT, monitor.interrupt) if world.is_main else None
-    try:
+        start_run(config, resume_step=state.step if state else None, overwrite=overwrite)
+    monitor = RunMonitor(config, task, model, optimizer, world, state.step if state else None)
+    with _sigint_calls(monitor.interrupt):
         done = train_loop(
             model, optimizer, task.batch, steps=config.steps, start=start,
             schedule=lambda step: learning_rate(step, peak=config.lr, floor=config.min_lr,
@@ -135,7 +164,4 @@ def train(config: TrainConfig, *, resume: bool = False, world: World | None = No
             grad_clip=config.grad_clip or None, accumulate=config.accumulate, world=world,
             dropout_seed=config.seed, callbacks=[monitor],
         )  # fmt: skip
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    return TrainResult(done.steps, monitor.val_loss, monitor.reason or "finished", out)
+    return TrainResult(done.steps, monitor.val_loss, done.stopped, Path(config.out_dir))

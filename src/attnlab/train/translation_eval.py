@@ -34,7 +34,7 @@ def _load(checkpoint: str | Path) -> tuple[TranslationTask, torch.nn.Module]:
         raise ValueError(f"{checkpoint} is a {state.config.task!r} checkpoint, not translation")
     task = TranslationTask.prepare(state.config, state.tokenizer_json)
     model = task.build_model()
-    restore_model(model, state.model_state)
+    restore_model(model, state.model_state, state.path)
     return task, model.eval()
 
 

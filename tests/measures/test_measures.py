@@ -145,3 +145,34 @@ def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="scalar tensor"):
         measures.head_effects(model, {"input_ids": torch.zeros(1, 5, dtype=torch.long)},
                               lambda out: out.last_hidden_state)  # fmt: skip
+
+
+def test_grad_attention_is_weight_times_finite_difference_slope() -> None:
+    """G = A · ∂out/∂A, checked against nudging one weight through hook_pattern (float64)."""
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=30, max_len=16, n_layers=2, n_heads=2, d_model=8))
+    gpt = gpt.double().eval()
+    ids = torch.randint(0, 30, (1, 6), generator=torch.Generator().manual_seed(6))
+
+    def output(out):
+        return out.logits[0, -1, 5]
+
+    grads = measures.grad_attention(gpt, {"input_ids": ids}, output)
+    layer, head, i, j, eps = 1, 1, 5, 2, 1e-6
+    seen = {}
+
+    def nudge(_m, _inputs, pattern):
+        seen["A"] = pattern[0, head, i, j].item()
+        pattern = pattern.clone()
+        pattern[0, head, i, j] += eps
+        return pattern
+
+    with torch.no_grad():
+        base = output(gpt(ids)).item()
+        handle = gpt.layers[layer].self_attn.hook_pattern.register_forward_hook(nudge)
+        moved = output(gpt(ids)).item()
+        handle.remove()
+    slope = (moved - base) / eps
+    got = grads[f"layers.{layer}.self_attn"][0, head, i, j].item()
+    assert abs(slope) > 1e-6
+    assert got == pytest.approx(seen["A"] * slope, rel=1e-4)

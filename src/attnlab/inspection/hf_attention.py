@@ -41,7 +41,7 @@ from attnlab.functional.backends import current_backend, flash_cpu_kernel
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.reference import reference_attention
 
-__all__ = ["HARMLESS_KWARGS", "attention_forward", "head_edits"]
+__all__ = ["HARMLESS_KWARGS", "attention_forward", "head_edits", "value_records"]
 
 # Keyword arguments models pass that do not change the attention's mathematics (positions are
 # already in q and k; sliding windows are already in the mask; the rest are bookkeeping).
@@ -56,6 +56,13 @@ _HANDLED_KWARGS = frozenset({"softcap", "s_aux", "position_bias"})
 # module id → function (B, H, Lq, d_v) → (B, H, Lq, d_v).
 head_edits: ContextVar[dict[int, Callable[[Tensor], Tensor]] | None] = ContextVar(
     "attnlab_hf_head_edits", default=None
+)
+
+
+# While a measure needs them: module id → (values (B, H_kv, Lk, d_v), the returned output), so the
+# output projection that consumes the output can be found (see attnlab.measures.value_norms).
+value_records: ContextVar[dict[int, tuple[Tensor, Tensor]] | None] = ContextVar(
+    "attnlab_hf_value_records", default=None
 )
 
 
@@ -113,7 +120,11 @@ def attention_forward(
 
             amap = AttentionMap(q=call.q, k=call.k, lse=call.lse, scale=scale, bias=bias)
             weights = amap.rows().to(query.dtype)
-    return out.transpose(1, 2).contiguous(), weights  # (B, Lq, H, d_v)
+    out = out.transpose(1, 2).contiguous()  # (B, Lq, H, d_v)
+    records = value_records.get()
+    if records is not None:
+        records[id(module)] = (value.detach(), out)
+    return out, weights
 
 
 def _refuse_unknown(module: nn.Module, kwargs: dict[str, object]) -> None:

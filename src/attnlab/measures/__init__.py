@@ -12,5 +12,6 @@ Each works on attnlab models and on every Hugging Face model :func:`attnlab.capt
 from attnlab.measures.ablation import head_effects
 from attnlab.measures.gradients import grad_attention
 from attnlab.measures.rollout import rollout
+from attnlab.measures.value_norms import value_norms
 
-__all__ = ["grad_attention", "head_effects", "rollout"]
+__all__ = ["grad_attention", "head_effects", "rollout", "value_norms"]

@@ -123,6 +123,7 @@ def test_head_effects_on_a_hugging_face_model_equal_editing_its_output_projectio
         for layer in range(3):
             proj = model.transformer.h[layer].attn.c_proj
             for head in range(4):
+
                 def zero(_m, args, head=head):
                     x = args[0].clone()
                     x[..., head * 8 : (head + 1) * 8] = 0
@@ -176,3 +177,24 @@ def test_grad_attention_is_weight_times_finite_difference_slope() -> None:
     got = grads[f"layers.{layer}.self_attn"][0, head, i, j].item()
     assert abs(slope) > 1e-6
     assert got == pytest.approx(seen["A"] * slope, rel=1e-4)
+
+
+def test_report_measures_on_the_real_minilm() -> None:
+    report = attnlab.inspect("The animal didn't cross the street because it was tired")
+    T = len(report.tokens)
+    full = report.rollout()
+    assert full.shape == (T, T)
+    torch.testing.assert_close(full.sum(-1), torch.ones(T), rtol=0, atol=1e-5)
+    torch.testing.assert_close(report.rollout(target="it"), full[report.position("it")],
+                               rtol=0, atol=1e-5)  # fmt: skip
+    assert report.value_norms().shape == (6, 12, T, T)
+    assert report.value_norms(layer=2, combine_heads=True).shape == (T, T)
+    it, animal = report.position("it"), report.position("animal")
+
+    def output(out):  # how much "it"'s final vector points along "animal"'s
+        hidden = out.last_hidden_state[0]
+        return hidden[it] @ hidden[animal]
+
+    assert report.grad_attention(output).shape == (6, 12, T, T)
+    effects = report.head_effects(output)
+    assert effects.shape == (6, 12) and effects.abs().max() > 0

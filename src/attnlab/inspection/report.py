@@ -58,6 +58,8 @@ class Report:
     tokens: list[str]
     maps: dict[str, AttentionMap]  # dotted layer name → exact map, in layer order
     model_name: str
+    model: nn.Module | None = None  # what the measures run again (None: maps only)
+    inputs: dict | None = None  # the keyword inputs it was called with
 
     @property
     def layers(self) -> list[str]:
@@ -120,6 +122,59 @@ class Report:
         """Weight from ``query`` to ``key`` here and in ``other``, per layer and head."""
         return torch.stack((self.weight_between(query, key), other.weight_between(query, key)), -1)
 
+    # --- measures beyond raw weights (attnlab.measures) ----------------------------------
+    def rollout(self, target: str | int | None = None, *, heads: str | int = "mean"):
+        """Attention rollout (Abnar & Zuidema): (T, T), rows = positions at the top layer,
+        columns = input tokens, rows summing to 1; with ``target`` (a token or a position)
+        that token's (T,) row, streamed in O(N·d) memory."""
+        from attnlab.measures import rollout
+
+        position = self._target(target)
+        return rollout(self.maps, target=position, heads=heads)[0]
+
+    def value_norms(self, layer: int | None = None, *, combine_heads: bool = False):
+        """‖α_ij · f(x_j)‖ (Kobayashi et al.): (L, H, T, T), or one layer's (H, T, T); with
+        ``combine_heads`` the layer's ‖Σ_h …‖ instead: (L, T, T) or (T, T)."""
+        from attnlab.measures import value_norms
+
+        model, inputs = self._model_and_inputs("value_norms")
+        name = None if layer is None else self.layers[self._layer_index(layer)]
+        norms = value_norms(model, inputs, layer=name, combine_heads=combine_heads)
+        stacked = torch.stack([n[0] for n in norms.values()])
+        return stacked[0] if layer is not None else stacked
+
+    def grad_attention(self, output):
+        """Gradient × attention for ``output`` (a function of the model's output object that
+        returns a scalar tensor): (L, H, T, T)."""
+        from attnlab.measures import grad_attention
+
+        model, inputs = self._model_and_inputs("grad_attention")
+        return torch.stack([g[0] for g in grad_attention(model, inputs, output).values()])
+
+    def head_effects(self, output, *, mode: str = "zero"):
+        """Change of ``output`` when each head is ablated (``"zero"`` or ``"mean"``): (L, H)."""
+        from attnlab.measures import head_effects
+
+        model, inputs = self._model_and_inputs("head_effects")
+        return head_effects(model, inputs, output, mode=mode)
+
+    def _target(self, target: str | int | None) -> int | None:
+        if target is None or (isinstance(target, int) and not isinstance(target, bool)):
+            return target
+        return self.position(target)
+
+    def _layer_index(self, layer: int) -> int:
+        self._layer(layer)  # validates
+        return layer % len(self.layers)
+
+    def _model_and_inputs(self, measure: str) -> tuple[nn.Module, dict]:
+        if self.model is None or self.inputs is None:
+            raise ValueError(
+                f"{measure} runs the model again: this report was built without one (use "
+                "attnlab.inspect, which keeps the model and its inputs)"
+            )
+        return self.model, self.inputs
+
     def _repr_html_(self) -> str:
         """In Jupyter a report shows as the interactive page (head, model and heatmap views)."""
         from attnlab.viz.html import Page
@@ -165,20 +220,21 @@ def inspect(
         warnings.warn(f"text truncated from {n} to {limit} tokens", stacklevel=2)
         enc = {k: v[:, :limit] for k, v in enc.items()}
     tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    inputs = _inputs_for(model, dict(enc))
     with torch.no_grad(), capture(model) as maps:
-        _run(model, enc)
-    return Report(text, list(tokens), dict(maps), type(model).__name__)
+        model(**inputs)
+    return Report(text, list(tokens), dict(maps), type(model).__name__, model, inputs)
 
 
-def _run(model: nn.Module, enc: dict) -> None:
-    """Call a Hugging Face model with the tokenizer's output, or an attnlab model with the
-    arguments it takes (a GPT takes only ids; an Encoder also the padding and segment ids)."""
+def _inputs_for(model: nn.Module, enc: dict) -> dict:
+    """The keyword inputs ``model`` takes from the tokenizer's output: all of it for a Hugging
+    Face model; the ids for a GPT; ids, padding and segment ids for an Encoder."""
     from attnlab.models.encoder import Encoder
     from attnlab.models.gpt import GPT
 
     if isinstance(model, GPT):
-        model(enc["input_ids"])
-    elif isinstance(model, Encoder):
-        model(enc["input_ids"], enc.get("attention_mask"), enc.get("token_type_ids"))
-    else:
-        model(**enc)
+        return {"input_ids": enc["input_ids"]}
+    if isinstance(model, Encoder):
+        keys = ("input_ids", "attention_mask", "token_type_ids")
+        return {k: enc[k] for k in keys if enc.get(k) is not None}
+    return enc

@@ -81,6 +81,7 @@ def _each_copy_ablates_its_head(
     model: nn.Module, module: nn.Module, heads: int, batch: int, mode: str
 ) -> Iterator[None]:
     if hasattr(module, "hook_z"):  # attnlab: z (R·B, T, H, d_h) at hook_z
+
         def hook(_module: nn.Module, _inputs: tuple, z: Tensor) -> Tensor:
             return _ablate_copies(z, heads, mode, head_axis=2)  # z (R·B, T, H, d_h)
 

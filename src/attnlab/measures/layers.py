@@ -71,4 +71,3 @@ def first_tensor(result: Any) -> Tensor:
         return result
     values = result.values() if isinstance(result, dict) else result
     return next(v for v in values if isinstance(v, Tensor))
-

@@ -23,7 +23,7 @@ Dimension legend: B batch, H heads, H_kv key/value heads, T tokens, d head size,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -53,7 +53,11 @@ def value_norms(
     layers = attention_layers(model)
     if layer is not None and layer not in layers:
         raise ValueError(f"layer must be one of {list(layers)}; got {layer!r}")
-    with torch.no_grad(), _recording(model, layers) as (values, projections), capture(model) as maps:
+    with (
+        torch.no_grad(),
+        _recording(model, layers) as (values, projections),
+        capture(model) as maps,
+    ):
         model(**inputs)
     chosen = [layer] if layer is not None else list(layers)
     result = {}
@@ -113,7 +117,7 @@ def _recording(model: nn.Module, layers: dict[str, nn.Module]
         yield values, projections
 
 
-def _keep(store: dict[str, Tensor], name: str):  # noqa: ANN202 - a forward hook
+def _keep(store: dict[str, Tensor], name: str) -> Callable[..., None]:
     def hook(_module: nn.Module, _inputs: tuple, v: Tensor) -> None:
         store[name] = v.detach()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from attnlab.inspection.report import inspect
+from attnlab.measures.tables import MEASURES, measure_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("text", help="the sentence to inspect")
     p.add_argument("--token", required=True, help="query token, as the tokenizer writes it")
     p.add_argument("--key", help="rank heads by the weight the token puts on this word")
+    p.add_argument(
+        "--measure", choices=MEASURES,
+        help="rank the token's sources by a measure beyond raw weights: rollout (attention "
+        "flow through the layers and the residual), value-norms (size of what moves, "
+        "‖α·f(x)‖), grad-attention (A ⊙ ∂output/∂A), head-effects (output change per ablated "
+        "head); output = the norm of the token's final hidden state",
+    )  # fmt: skip
     p.add_argument("--top", type=int, default=3, help="keys (or heads with --key) per layer")
     p.add_argument("--truncate", action="store_true", help="cut texts longer than the model")
     p.set_defaults(func=run)
@@ -30,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--top must be positive; got {args.top}")
     report = inspect(args.text, truncate=args.truncate)
     print(f"{report.model_name}: {len(report.tokens)} tokens: {' '.join(report.tokens)}")
+    if args.measure is not None:
+        print(measure_table(report, args.token, args.measure, top=args.top))
+        return 0
     if args.key is None:
         print(report.attends(args.token, top=args.top))
         return 0

@@ -177,18 +177,21 @@ def test_sinks_take_probability_mass_as_in_eager() -> None:
     assert (sums < 1 - 1e-4).all()  # a sink keeps part of each row
 
 
-def test_bfloat16_weights_match_float32_eager() -> None:
-    """bf16 maps are rebuilt in float32 from bf16 queries and keys; eager's float32 weights
-    differ by the bf16 rounding of q and k: documented tolerance 2e-2."""
-    arch = ZOO["llama"]
+@pytest.mark.parametrize("name", ["llama", "gemma2", "t5"])
+def test_bfloat16_weights_match_float32_eager(name: str) -> None:
+    """bf16 maps are rebuilt in float32 from bf16 queries and keys; float32 eager differs by
+    the bf16 rounding of the whole model (measured: 1e-4 for Llama, 7e-4 Gemma 2, 5e-3 T5).
+    Documented tolerance: 1e-2."""
+    arch = ZOO[name]
     inputs = batch(arch, "right")
     model = arch.build().to(torch.bfloat16)
     with torch.no_grad(), attnlab.capture(model) as maps:
         model(**inputs)
-    want = eager_weights(arch, inputs)["self"]
+    role = "encoder" if arch.kind == "seq2seq" else "self"
+    want = eager_weights(arch, inputs)[role]
     rows = inputs["attention_mask"].bool()[:, None, :]
-    for layer, w in zip(maps.of_role("self"), want, strict=True):
+    for layer, w in zip(maps.of_role(role), want, strict=True):
         got = maps[layer].rows()
         assert got.dtype == torch.float32
         torch.testing.assert_close(got[rows.expand_as(got[..., 0])],
-                                   w[rows.expand_as(w[..., 0])], rtol=0, atol=2e-2)  # fmt: skip
+                                   w[rows.expand_as(w[..., 0])], rtol=0, atol=1e-2)  # fmt: skip

@@ -28,3 +28,14 @@ def test_two_processes_match_one(tmp_path):
         return [r["loss"] for r in map(json.loads, lines)]
 
     assert losses("two") == pytest.approx(losses("one"), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_an_error_in_the_processes_is_raised_as_itself(tmp_path):
+    small = tmp_path / "small.txt"
+    small.write_text("to be or not to be, that is the question " * 3)
+    config = load_config("shakespeare-char", corpus=str(small), n_layers=1, d_model=16, d_ff=32,
+                         context=32, batch=8, out_dir=str(tmp_path / "run"))  # fmt: skip
+    with pytest.raises(ValueError, match="too few for one batch of 8 sequences"):
+        spawn(config, 2)
+    assert not (tmp_path / "run").exists()  # nothing written

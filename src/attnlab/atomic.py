@@ -6,13 +6,21 @@ A process killed between the two leaves its temporary file (``.NAME.XXXXXXXX.SUF
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "remove_temporaries", "temporaries", "write_json", "write_text"]
+__all__ = [
+    "atomic_write",
+    "failing_as",
+    "remove_temporaries",
+    "temporaries",
+    "write_json",
+    "write_text",
+]
 
 
 def _prefix(path: Path) -> str:
@@ -26,18 +34,27 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     path = Path(path)
     tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=path.suffix)
-        os.close(fd)
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+        with failing_as(f"cannot write {path}"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=path.suffix)
+            os.close(fd)
+            write(tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextlib.contextmanager
+def failing_as(description: str) -> Iterator[None]:
+    """An OSError inside the block becomes one that says ``description`` (e.g. "cannot write
+    runs/x/metrics.jsonl") before the system's reason, with the same errno (and subclass)."""
+    try:
+        yield
+    except OSError as err:
+        raise OSError(err.errno, f"{description}: {err.strerror or err}") from err
 
 
 def temporaries(path: str | Path) -> list[Path]:

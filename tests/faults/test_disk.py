@@ -52,6 +52,42 @@ def test_a_torn_last_log_line_is_dropped_with_a_warning_on_resume(
         resume_and_compare(corpus, tmp_path, reference())
 
 
+def test_a_full_disk_while_logging_names_the_log_and_resume_drops_the_torn_line(
+    corpus, reference, tmp_path, monkeypatch
+):
+    real_open, count = Path.open, [0]
+
+    class HalfWritten:  # the 5th log line: half of it reaches the disk, then no space
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[: len(text) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        if path.name == "metrics.jsonl" and mode == "a":
+            count[0] += 1
+            return HalfWritten(f) if count[0] == 5 else f
+        return f
+
+    monkeypatch.setattr(Path, "open", open_)
+    log = tmp_path / "metrics.jsonl"
+    with pytest.raises(OSError, match=f"cannot write {log}: No space left"):
+        train(config(corpus, tmp_path))
+    monkeypatch.undo()
+    assert saved_step(tmp_path) == 40 and not log.read_text().endswith("\n")
+    with pytest.warns(UserWarning, match="dropped a torn last line"):
+        resume_and_compare(corpus, tmp_path, reference())
+
+
 def test_a_bad_log_line_before_the_last_is_an_error_naming_it(corpus, tmp_path, monkeypatch):
     fill_disk_at_save(monkeypatch, 2)
     with pytest.raises(OSError):

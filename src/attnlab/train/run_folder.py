@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from attnlab.atomic import remove_temporaries, write_text
+from attnlab.atomic import failing_as, remove_temporaries, write_text
 from attnlab.train.checkpoint import TrainingState, load_training
 from attnlab.train.config import TrainConfig
 
@@ -78,13 +78,10 @@ def start_run(config: TrainConfig, *, resume_step: int | None, overwrite: bool) 
     of a save that was killed, then cut the log to the checkpoint's step (resuming) or remove
     the previous run's files (overwrite)."""
     folder = Path(config.out_dir)
-    try:
+    with failing_as(f"cannot write in out_dir {config.out_dir!r}"):
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):  # the filesystem may refuse what access() let
             pass
-    except OSError as err:
-        raise OSError(err.errno, f"cannot write in out_dir {config.out_dir!r}: "
-                                 f"{err.strerror or err}") from err  # fmt: skip
     for name in RUN_FILES:
         remove_temporaries(folder / name)
     if resume_step is not None:

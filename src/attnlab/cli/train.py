@@ -6,7 +6,10 @@ import argparse
 import dataclasses
 
 from attnlab.train.config import PRESETS, TrainConfig, load_config
-from attnlab.train.distributed import launch
+from attnlab.train.distributed import STOP_SIGNALS, launch
+
+# After a stop on a signal, 128 + its number, as shells expect (the run saved first).
+EXIT_STATUS = {reason: 128 + signum for signum, reason in STOP_SIGNALS.items()}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Train with AdamW, warm-up + cosine learning rate, gradient clipping and accumulation, "
             "periodic validation, a progress bar and a JSON-lines log (OUT_DIR/metrics.jsonl). "
             "Checkpoints (OUT_DIR/checkpoint.safetensors) are written atomically at every "
-            "evaluation and on Ctrl-C (then the exit status is 130); --resume continues exactly "
-            "where the last one stopped; a folder that holds a run needs --resume or --overwrite. "
+            "evaluation and on Ctrl-C or SIGTERM (then the exit status is 130 or 143); --resume "
+            "continues exactly where the last one stopped; a folder that holds a run needs "
+            "--resume or --overwrite. "
             f"Presets: {', '.join(PRESETS)}. Options: defaults < --preset < --config TOML < flags."
         ),
     )
@@ -45,4 +49,4 @@ def run(args: argparse.Namespace) -> int:
     shown = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
     print(f"{result.stopped} at step {result.steps}; validation loss {shown}; checkpoint "
           f"{config.out_dir}/checkpoint.safetensors")  # fmt: skip
-    return 130 if result.stopped == "interrupted" else 0  # as shells expect after Ctrl-C
+    return EXIT_STATUS.get(result.stopped, 0)

@@ -34,7 +34,11 @@ if TYPE_CHECKING:  # the trainer imports World from here
     from attnlab.train.config import TrainConfig
     from attnlab.train.trainer import TrainResult
 
-__all__ = ["World", "free_port", "launch", "spawn"]
+__all__ = ["STOP_SIGNALS", "World", "free_port", "launch", "spawn"]
+
+# Signals that stop a run after its current step, saving (Ctrl-C; `kill`, `docker stop`,
+# schedulers), → the reason the run gives.
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,8 @@ def _worker(
     process that fails puts ("error", rank, exception) and exits with status 1."""
     from attnlab.train.trainer import train
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # train() catches it while it trains
+    for signum in STOP_SIGNALS:  # train() catches them while it trains
+        signal.signal(signum, signal.SIG_IGN)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     dist.init_process_group("gloo", rank=rank, world_size=size)
@@ -130,8 +135,8 @@ def _worker(
 def spawn(config: TrainConfig, nproc: int, *, resume: bool = False, overwrite: bool = False
           ) -> TrainResult:  # fmt: skip
     """Train with ``nproc`` local processes; returns rank 0's result, or raises the first
-    error a process raised (rank 0's if it failed). SIGINT (Ctrl-C) reaches every process,
-    which stop together after the current step; rank 0 saves."""
+    error a process raised (rank 0's if it failed). SIGINT (Ctrl-C) and SIGTERM reach every
+    process, which stop together after the current step; rank 0 saves."""
     import torch.multiprocessing as mp
 
     check_run(config, resume=resume, overwrite=overwrite, nproc=nproc)  # errors here, not N times
@@ -142,7 +147,7 @@ def spawn(config: TrainConfig, nproc: int, *, resume: bool = False, overwrite: b
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with _SigintForwarder() as forwarder:
+        with _SignalForwarder() as forwarder:
             context = mp.start_processes(_worker, args=args, nprocs=nproc, join=False,
                                          start_method="spawn")  # fmt: skip
             forwarder.started(context.processes)
@@ -164,19 +169,20 @@ def spawn(config: TrainConfig, nproc: int, *, resume: bool = False, overwrite: b
     raise RuntimeError(f"a training process failed: {failed}")
 
 
-class _SigintForwarder:
-    """Inside the block SIGINT is blocked until :meth:`started`, so processes started before
-    it start with SIGINT blocked and cannot die of a Ctrl-C while they prepare (each unblocks
-    it as it starts training); after it, a SIGINT this process receives is sent on to each."""
+class _SignalForwarder:
+    """Inside the block the :data:`STOP_SIGNALS` are blocked until :meth:`started`, so
+    processes started before it start with them blocked and cannot die of a Ctrl-C while they
+    prepare (each unblocks them as it starts training); after it, such a signal this process
+    receives is sent on to each."""
 
     def __init__(self) -> None:
         self.children: list = []
         self.active = threading.current_thread() is threading.main_thread()
 
-    def __enter__(self) -> _SigintForwarder:
+    def __enter__(self) -> _SignalForwarder:
         if self.active:
-            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-            self.previous = signal.signal(signal.SIGINT, self.forward)
+            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
+            self.previous = {s: signal.signal(s, self.forward) for s in STOP_SIGNALS}
         return self
 
     def started(self, processes: list) -> None:
@@ -187,12 +193,13 @@ class _SigintForwarder:
     def forward(self, signum: int, frame: object) -> None:
         for child in self.children:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGINT)
+                os.kill(child.pid, signum)
 
     def __exit__(self, *exc: object) -> None:
         if self.active:
             signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
-            signal.signal(signal.SIGINT, self.previous)
+            for signum, handler in self.previous.items():
+                signal.signal(signum, handler)
 
 
 def launch(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, nproc: int = 1

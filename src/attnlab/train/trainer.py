@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from attnlab.atomic import failing_as
 from attnlab.models.checkpoint import restore_model
 from attnlab.train.checkpoint import check_resumable, restore_optimizer, save_training
 from attnlab.train.config import TrainConfig
-from attnlab.train.distributed import World
+from attnlab.train.distributed import STOP_SIGNALS, World
 from attnlab.train.loop import Callback, StepResult, train_loop
 from attnlab.train.run_folder import CHECKPOINT, LOG, check_run, start_run
 from attnlab.train.schedule import learning_rate
@@ -44,7 +45,7 @@ LOG_EVERY = 10  # steps between training-loss log lines
 class TrainResult:
     steps: int  # optimiser steps completed
     val_loss: float | None  # last validation loss
-    stopped: str  # "finished", "time limit", "interrupted"
+    stopped: str  # "finished", "time limit", "interrupted" (SIGINT), "terminated" (SIGTERM)
     out_dir: Path
 
 
@@ -59,9 +60,10 @@ def evaluate(model: nn.Module, task: LMTask | TranslationTask, batches: int) -> 
 
 class RunMonitor(Callback):
     """Validation and a checkpoint every ``eval_interval`` steps and at the end; a log line every
-    ``LOG_EVERY`` steps and at each validation (rank 0 only); a stop on Ctrl-C (``interrupt``)
-    or past ``time_limit``; an error, saving nothing, when the loss or the weights stop being
-    finite. ``saved``: the step of the checkpoint in the folder (None: none yet)."""
+    ``LOG_EVERY`` steps and at each validation (rank 0 only); a stop on Ctrl-C or SIGTERM
+    (``interrupt``) or past ``time_limit``; an error, saving nothing, when the loss or the
+    weights stop being finite. ``saved``: the step of the checkpoint in the folder (None: none
+    yet)."""
 
     def __init__(self, config: TrainConfig, task: LMTask | TranslationTask, model: nn.Module,
                  optimizer: torch.optim.Optimizer, world: World, saved: int | None = None
@@ -73,8 +75,8 @@ class RunMonitor(Callback):
         self.reason: str | None = None  # why to stop, once known
         self.val_loss: float | None = None  # the last validation loss
 
-    def interrupt(self, signum: int, frame: object) -> None:  # a SIGINT handler
-        self.reason = "interrupted"
+    def interrupt(self, signum: int, frame: object) -> None:  # a STOP_SIGNALS handler
+        self.reason = STOP_SIGNALS[signal.Signals(signum)]
 
     def should_stop(self, result: StepResult) -> str | None:
         if self.config.time_limit and result.seconds > self.config.time_limit:
@@ -98,11 +100,8 @@ class RunMonitor(Callback):
         if result.step % LOG_EVERY == 0 or at_eval:
             record["tokens_per_s"] = result.tokens / result.seconds
             record["elapsed_s"] = result.seconds
-            try:
-                with self.log.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-            except OSError as err:
-                raise OSError(err.errno, f"cannot write {self.log}: {err.strerror}") from err
+            with failing_as(f"cannot write {self.log}"), self.log.open("a") as f:
+                f.write(json.dumps(record) + "\n")
         if at_eval:
             save_training(self.checkpoint, self.model, self.optimizer, result.step, c,
                           self.task.tokenizer_json(),
@@ -119,19 +118,21 @@ class RunMonitor(Callback):
 
 
 @contextlib.contextmanager
-def _sigint_calls(handler: Callable[[int, object], None]) -> Iterator[None]:
-    """SIGINT calls ``handler`` inside the block, and is unblocked (a process started by
-    :func:`attnlab.train.distributed.spawn` starts with it blocked and ignored, so a Ctrl-C
-    while it prepares waits for the loop). Off the main thread signals cannot be caught."""
+def _stop_signals_call(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """The :data:`STOP_SIGNALS` call ``handler`` inside the block, and are unblocked (a process
+    started by :func:`attnlab.train.distributed.spawn` starts with them blocked and ignored, so
+    a Ctrl-C while it prepares waits for the loop). Off the main thread signals cannot be
+    caught."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, handler)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -139,7 +140,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """Train per ``config``; with ``resume``, continue from ``out_dir``'s checkpoint; with
     ``overwrite``, replace the run in ``out_dir`` (without either, a folder holding a run is
     refused). Nothing is written before every check has passed (:func:`check_run`, the
-    corpus, the checkpoint against the config). Ctrl-C stops after the current step, saving."""
+    corpus, the checkpoint against the config). Ctrl-C or SIGTERM stops after the current
+    step, saving."""
     world = world or World.single()
     state = check_run(config, resume=resume, overwrite=overwrite, nproc=world.size)
     task = build_task(config, state.tokenizer_json if state else None)
@@ -156,7 +158,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if world.is_main:
         start_run(config, resume_step=state.step if state else None, overwrite=overwrite)
     monitor = RunMonitor(config, task, model, optimizer, world, state.step if state else None)
-    with _sigint_calls(monitor.interrupt):
+    with _stop_signals_call(monitor.interrupt):
         done = train_loop(
             model, optimizer, task.batch, steps=config.steps, start=start,
             schedule=lambda step: learning_rate(step, peak=config.lr, floor=config.min_lr,

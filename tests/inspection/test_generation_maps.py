@@ -98,3 +98,36 @@ def test_keys_are_stored_once_across_steps() -> None:
     steps = maps.steps("model.layers.0.self_attn")
     storages = {s.k.untyped_storage().data_ptr() for s in steps}
     assert len(storages) <= 3  # one growing buffer (doubling), not one copy per step
+
+
+def test_a_cached_call_on_another_text_starts_a_new_chain_and_warns() -> None:
+    """A cached call whose cache holds another text's keys must not join the chain."""
+    model = ZOO["llama"].build()
+    g = torch.Generator().manual_seed(7)
+    first, second = (torch.randint(3, 90, (1, 5), generator=g) for _ in range(2))
+    warns = pytest.warns(UserWarning, match="could not join")
+    with torch.no_grad(), warns, attnlab.capture(model) as maps:
+        cache = model(first, use_cache=True).cache  # chain: first's keys
+        model(second)  # a new chain: second's keys
+        model(first[:, :1], cache=cache)  # cached on first's keys: not second's chain
+    assert maps["model.layers.0.self_attn"].shape == (1, 4, 1, 6)
+    assert len(maps.steps("model.layers.0.self_attn")) == 1
+
+
+def test_weights_shared_across_layers_get_one_map_per_call() -> None:
+    import transformers as tf
+
+    torch.manual_seed(0)
+    config = tf.AlbertConfig(vocab_size=50, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+                             num_attention_heads=4, intermediate_size=48)  # fmt: skip
+    model = tf.AlbertModel(config).eval()
+    ids = torch.randint(0, 50, (1, 5))
+    with torch.no_grad():
+        with attnlab.capture(model) as maps:
+            model(ids)
+        model.set_attn_implementation("eager")
+        eager = model(ids, output_attentions=True).attentions
+    name = "encoder.albert_layer_groups.0.albert_layers.0.attention"
+    assert list(maps) == [name, f"{name}#1", f"{name}#2"]
+    for layer, want in zip(maps.values(), eager, strict=True):
+        torch.testing.assert_close(layer.rows(), want, rtol=0, atol=1e-5)

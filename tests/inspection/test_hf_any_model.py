@@ -195,3 +195,23 @@ def test_bfloat16_weights_match_float32_eager(name: str) -> None:
         assert got.dtype == torch.float32
         torch.testing.assert_close(got[rows.expand_as(got[..., 0])],
                                    w[rows.expand_as(w[..., 0])], rtol=0, atol=1e-2)  # fmt: skip
+
+
+def test_t5_decoder_padding_rows_are_zero_not_ones() -> None:
+    """T5 folds its position bias with finfo.min: a fully masked row must rebuild to 0."""
+    arch = ZOO["t5"]
+    model = arch.build()
+    ids = torch.randint(3, 90, (2, 6), generator=torch.Generator().manual_seed(9))
+    decoder_mask = torch.ones(2, 5, dtype=torch.long)
+    decoder_mask[0, :2] = 0  # left-padded target
+    inputs = {"input_ids": ids, "decoder_input_ids": ids[:, :5],
+              "decoder_attention_mask": decoder_mask}  # fmt: skip
+    with torch.no_grad(), attnlab.capture(model) as maps:
+        model(**inputs)
+    want = eager_weights(arch, inputs)["decoder"]
+    real = decoder_mask.bool()
+    for layer, w in zip(maps.of_role("decoder"), want, strict=True):
+        got = maps[layer].rows()
+        assert torch.all(got[0, :, :2] == 0), layer  # the padding queries see no key
+        keep = real[:, None, :].expand_as(got[..., 0])
+        torch.testing.assert_close(got[keep], w[keep], rtol=0, atol=1e-5)

@@ -198,3 +198,19 @@ def test_report_measures_on_the_real_minilm() -> None:
     assert report.grad_attention(output).shape == (6, 12, T, T)
     effects = report.head_effects(output)
     assert effects.shape == (6, 12) and effects.abs().max() > 0
+
+
+def test_rollout_residual_share_and_max_reduction_follow_the_formula() -> None:
+    model = tiny_bert()
+    inputs = {"input_ids": torch.randint(0, 50, (1, 7), generator=torch.Generator().manual_seed(8))}
+    with torch.no_grad(), attnlab.capture(model) as maps:
+        model(**inputs)
+    attentions = eager_attentions(model, inputs)
+    T = 7
+    R = np.eye(T)[None]
+    for A in attentions:  # Â = norm(0.2·I + 0.8·max_h A)
+        mixed = 0.2 * np.eye(T) + 0.8 * A.max(axis=1)
+        R = (mixed / mixed.sum(-1, keepdims=True)) @ R
+    got = measures.rollout(maps, heads="max", residual=0.2).double().numpy()
+    np.testing.assert_allclose(got, R, atol=1e-5)
+    np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)

@@ -65,3 +65,27 @@ def test_gpt2_conv1d_projection_is_found() -> None:
     assert got["transformer.h.0.attn"].shape == (2, 2, 5, 5)
     with pytest.raises(ValueError, match="layer must be one of"):
         measures.value_norms(model, {"input_ids": torch.zeros(1, 3, dtype=torch.long)}, layer="x")
+
+
+def test_grouped_query_heads_read_their_key_value_head() -> None:
+    """Llama with 4 query heads sharing 2 value heads: head h uses value head h // 2."""
+    torch.manual_seed(0)
+    config = tf.LlamaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                            num_key_value_heads=2, intermediate_size=48, vocab_size=50)  # fmt: skip
+    model = tf.LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (1, 6), generator=torch.Generator().manual_seed(3))
+    attn = model.model.layers[0].self_attn
+    seen = {}
+    handle = attn.register_forward_pre_hook(lambda m, a, kw: seen.update(x=kw["hidden_states"]),
+                                            with_kwargs=True)  # fmt: skip
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        alpha = model(ids, output_attentions=True).attentions[0][0]  # (H, T, T)
+    model.set_attn_implementation("sdpa")
+    handle.remove()
+    v = attn.v_proj(seen["x"][0]).view(6, 2, 8).transpose(0, 1)  # (H_kv, T, d)
+    w_o = attn.o_proj.weight.view(32, 4, 8)  # (D, H, d)
+    f = torch.stack([v[h // 2] @ w_o[:, h].T for h in range(4)])  # (H, T, D)
+    want = alpha * f.norm(dim=-1)[:, None, :]
+    got = measures.value_norms(model, {"input_ids": ids})["model.layers.0.self_attn"][0]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

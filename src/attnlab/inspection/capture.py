@@ -31,7 +31,8 @@ __all__ = ["ROLES", "Capture", "capture"]
 # What a layer's queries and keys are: "self" (one stack: tokens ↔ tokens), "encoder" (source ↔
 # source), "decoder" (target ↔ target, causal) or "cross" (target queries ↔ source keys).
 ROLES = ("self", "encoder", "decoder", "cross")
-_CROSS_NAMES = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn")
+_CROSS_NAMES = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn",
+                "cross_attention", "encoder_decoder_attention")  # fmt: skip
 
 
 class Capture(observe.Observer, dict):
@@ -51,6 +52,8 @@ class Capture(observe.Observer, dict):
         self.calls: list[tuple[str, AttentionMap]] = []
         self._chains: dict[str, StepChain] = {}
         self._continuing = False  # did the latest self-attention call continue its chain?
+        self._calls_this_forward: dict[str, int] = {}  # reset by a pre-hook on the model
+        self._unjoined: set[str] = set()  # cached calls that could not join their chain
         self._unreported: list[tuple[nn.Module | None, str]] = []
 
     def name_of(self, module: nn.Module | None) -> str:
@@ -63,10 +66,18 @@ class Capture(observe.Observer, dict):
         if step.name == "kernel":  # an attention call ran: its route must report it next
             self._unreported.append((module, step.note))
 
+    def new_forward(self, *_: object) -> None:
+        """Called before each forward of the model: a module called again within one forward
+        (weights shared across layers, as in ALBERT) is then named ``name#1``, ``name#2``, …"""
+        self._calls_this_forward.clear()
+
     def attention(self, module: nn.Module | None, call: observe.AttentionCall) -> None:
         if self._unreported:
             self._unreported.pop()
         name = self.name_of(module)
+        repeat = self._calls_this_forward.get(name, 0)
+        self._calls_this_forward[name] = repeat + 1
+        name = f"{name}#{repeat}" if repeat else name
         bias = None if call.bias.is_empty else call.bias.map_tensors(lambda t: t.detach())
         amap = AttentionMap(
             q=call.q.detach(), k=call.k.detach(), lse=call.lse.detach(), scale=call.scale,
@@ -85,6 +96,8 @@ class Capture(observe.Observer, dict):
             amap = chain.append(amap)
             continued = True
         else:
+            if chain is not None and amap.q.shape[2] < amap.k.shape[2]:
+                self._unjoined.add(name)  # a cached call that does not continue: warn at exit
             chain = self._chains[name] = StepChain(amap, cross=cross)
             amap, continued = chain.first, False
         if not cross:
@@ -132,9 +145,27 @@ def capture(model: nn.Module) -> Iterator[Capture]:
     from attnlab.inspection.hf import hf_support
 
     maps = Capture(model)
-    with hf_support(model), observe.observing(maps):
-        yield maps
+    # A forward starts at the model or at one of its Hugging Face sub-models (generate() runs
+    # the encoder on its own).
+    from attnlab.inspection.hf import is_hf_model, pretrained_modules
+
+    stacks = pretrained_modules(model) if is_hf_model(model) else [model]
+    handles = [m.register_forward_pre_hook(maps.new_forward) for m in stacks]
+    try:
+        with hf_support(model), observe.observing(maps):
+            yield maps
+    finally:
+        for handle in handles:
+            handle.remove()
     maps._join_steps()
+    if maps._unjoined:
+        warnings.warn(
+            f"capture could not join the cached calls of {sorted(maps._unjoined)[:3]} to their "
+            "earlier steps (beam search reorders the cache; a static cache keeps unfilled "
+            "slots): their maps cover the steps since the last break; maps.steps(name) and "
+            "maps.calls keep every call",
+            stacklevel=3,
+        )
     if maps._unreported:
         missed = ", ".join(f"{maps.name_of(m)} ({note})" for m, note in maps._unreported)
         raise ValueError(f"capture missed attention calls that did not report their maps: {missed}")

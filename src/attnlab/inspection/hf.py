@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from torch import Tensor, nn
 
 __all__ = [
-    "ATTENTION_NAME", "ablate", "attention_modules", "hf_support", "is_hf_model", "register",
+    "ATTENTION_NAME", "ablate", "attention_modules", "hf_support", "is_hf_model",
+    "pretrained_modules", "register",
 ]  # fmt: skip
 
 ATTENTION_NAME = "attnlab"
@@ -77,7 +78,7 @@ def _switch(model: nn.Module) -> None:
         model.set_attn_implementation(ATTENTION_NAME)
     except (ValueError, TypeError, ImportError) as err:
         raise ValueError(f"cannot capture attention from {name}: {err}") from None
-    missed = sorted({type(m).__name__ for m in _pretrained_modules(model)
+    missed = sorted({type(m).__name__ for m in pretrained_modules(model)
                      if m.config._attn_implementation != ATTENTION_NAME})  # fmt: skip
     if missed:
         raise ValueError(
@@ -89,7 +90,8 @@ def _switch(model: nn.Module) -> None:
         )
 
 
-def _pretrained_modules(model: nn.Module) -> list[nn.Module]:
+def pretrained_modules(model: nn.Module) -> list[nn.Module]:
+    """The model and its Hugging Face sub-models (encoder, decoder, vision tower, ...)."""
     from transformers import PreTrainedModel
 
     return [m for m in model.modules() if isinstance(m, PreTrainedModel)]
@@ -98,7 +100,7 @@ def _pretrained_modules(model: nn.Module) -> list[nn.Module]:
 def _implementations(model: nn.Module) -> list[tuple[object, object]]:
     """Every (sub-)configuration of the model with its attention implementation, to restore."""
     seen: dict[int, object] = {}
-    stack = [m.config for m in _pretrained_modules(model)]
+    stack = [m.config for m in pretrained_modules(model)]
     while stack:
         config = stack.pop()
         if id(config) in seen:

@@ -192,8 +192,11 @@ def _attend(
         else:
             out, lse, _ = portable.attention_rows(q, k, v, bias, scale=scale, need_weights=False)
             out = out.to(q.dtype)
+    # A row that sees no key: lse −inf (a bool mask), or about finfo.min when a float mask hides
+    # keys with finfo.min (T5's position-bias mask): +inf, so its rebuilt weights are 0.
     lse = lse.float()
-    return out, torch.where(lse == float("-inf"), float("inf"), lse)
+    empty = lse < torch.finfo(torch.float32).min / 2
+    return out, torch.where(empty, float("inf"), lse)
 
 
 def _flash_as_sdpa(

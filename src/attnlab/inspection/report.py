@@ -132,14 +132,17 @@ class Report:
         position = self._target(target)
         return rollout(self.maps, target=position, heads=heads)[0]
 
-    def value_norms(self, layer: int | None = None, *, combine_heads: bool = False):
+    def value_norms(self, layer: int | None = None, *, combine_heads: bool = False,
+                    target: str | int | None = None):  # fmt: skip
         """‖α_ij · f(x_j)‖ (Kobayashi et al.): (L, H, T, T), or one layer's (H, T, T); with
-        ``combine_heads`` the layer's ‖Σ_h …‖ instead: (L, T, T) or (T, T)."""
+        ``combine_heads`` the layer's ‖Σ_h …‖ instead: (L, T, T) or (T, T). With ``target``
+        (a token or a position) only that query's row, streamed: the T axis of rows drops."""
         from attnlab.measures import value_norms
 
         model, inputs = self._model_and_inputs("value_norms")
         name = None if layer is None else self.layers[self._layer_index(layer)]
-        norms = value_norms(model, inputs, layer=name, combine_heads=combine_heads)
+        norms = value_norms(model, inputs, layer=name, combine_heads=combine_heads,
+                            target=self._target(target))  # fmt: skip
         stacked = torch.stack([n[0] for n in norms.values()])
         return stacked[0] if layer is not None else stacked
 

@@ -66,7 +66,10 @@ class StepChain:
         start = self.n_keys + lq - lk  # absolute position of the call's first key
         if not (lq < lk and start >= 0):
             return False
-        return torch.equal(k[:, :, : lk - lq], self._keys[:, :, start : self.n_keys])
+        # The cached keys must be the ones recorded: compare the first and the last of them
+        # (whole-prefix comparisons would cost O(N²·d) over a generation).
+        ends = [0, lk - lq - 1]
+        return all(torch.equal(k[:, :, e], self._keys[:, :, start + e]) for e in ends)
 
     def append(self, amap: AttentionMap) -> AttentionMap:
         """Add the next step; returns the step's map with its keys stored in the chain."""

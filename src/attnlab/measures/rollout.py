@@ -3,8 +3,11 @@
 Raw weights say where one layer looks; a token's representation also flows through the
 residual connection, and layers compose. Rollout accounts for both:
 
-    Â_l = r·I + (1 − r)·A_l        A_l: layer l's weights reduced over heads (mean by default),
-                                   r = 0.5 (the paper's residual share); rows still sum to 1
+    Â_l = norm(r·I + (1 − r)·A_l)  A_l: layer l's weights reduced over heads (mean by default),
+                                   r = 0.5 (the paper's residual share); norm divides each row
+                                   by its sum, as the paper does (a no-op for head means of
+                                   rows that sum to 1; it matters for max/min over heads,
+                                   attention sinks, and padding rows, which become I)
     R   = Â_L · Â_{L−1} · … · Â_1   rows: positions at the top layer; columns: input tokens
 
 What it means: how much of each input token reaches a top-layer position if information mixed
@@ -96,7 +99,7 @@ def rollout(
         return _full(layers, heads, residual)
     if isinstance(target, bool) or not isinstance(target, int) or not -T <= target < T:
         raise ValueError(f"target must be a position in [0, {T}); got {target!r}")
-    r = torch.zeros(B, T)
+    r = torch.zeros(B, T, device=layers[0].q.device)
     r[:, target % T] = 1.0
     for amap in reversed(layers):  # top layer first: r ← r·Â_l
         r = _push(r, amap, heads, residual)
@@ -105,24 +108,31 @@ def rollout(
 
 def _full(layers: list[AttentionMap], heads: str | int, residual: float) -> Tensor:
     B, _, T, _ = layers[0].shape
-    eye = torch.eye(T)
-    result = eye.expand(B, T, T).clone()
+    device = layers[0].q.device
+    result = torch.eye(T, device=device).expand(B, T, T).clone()
     for amap in layers:  # bottom first: R ← Â_l · R
-        A = torch.empty(B, T, T)
+        A = torch.empty(B, T, T, device=device)
         for start, stop in _row_blocks(amap, 0, T):
-            A[:, start:stop] = reduce_heads(amap.rows(start, stop), heads)
-        A.mul_(1.0 - residual).add_(eye, alpha=residual)
+            A[:, start:stop] = _mixed(reduce_heads(amap.rows(start, stop), heads), start, residual)
         result = torch.bmm(A, result)
     return result
+
+
+def _mixed(tile: Tensor, start: int, residual: float) -> Tensor:
+    """Rows [start, start + rows) of Â = norm(r·I + (1 − r)·A): (B, rows, T)."""
+    tile = tile * (1.0 - residual)
+    rows = torch.arange(tile.shape[1], device=tile.device)
+    tile[:, rows, rows + start] += residual
+    return tile / tile.sum(-1, keepdim=True).clamp_min(torch.finfo(tile.dtype).tiny)
 
 
 def _push(r: Tensor, amap: AttentionMap, heads: str | int, residual: float) -> Tensor:
     """r·Â for one layer: (B, T) → (B, T), reading only the rows where r is not 0."""
     live = r.abs().sum(0).nonzero().flatten()
-    out = r * residual
+    out = torch.zeros_like(r)
     if live.numel() == 0:
         return out
     for start, stop in _row_blocks(amap, int(live[0]), int(live[-1]) + 1):
-        tile = reduce_heads(amap.rows(start, stop), heads)  # (B, rows, T)
-        out += (1.0 - residual) * torch.einsum("br,brt->bt", r[:, start:stop], tile)
+        tile = _mixed(reduce_heads(amap.rows(start, stop), heads), start, residual)
+        out += torch.einsum("br,brt->bt", r[:, start:stop], tile)  # (B, rows, T) → (B, T)
     return out

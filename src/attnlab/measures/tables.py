@@ -63,7 +63,7 @@ def measure_table(report: Any, token: str, measure: str, *, top: int = 3) -> str
         lines += ["  " + " ".join(f"{e:+7.3f}" for e in row) for row in effects.tolist()]
         return "\n".join(lines)
     if measure == "value-norms":
-        rows = report.value_norms(combine_heads=True)[:, i]  # (L, T)
+        rows = report.value_norms(combine_heads=True, target=i)  # (L, T), streamed
     else:
         rows = report.grad_attention(output)[:, :, i].sum(1)  # (L, T)
     lines = [f"{head}, per layer:"]

@@ -15,7 +15,8 @@ layer (residual, MLP, later layers) is not included.
 Exact and streamed: the weights come from the exact maps block by block, so with ``target`` only
 one row per layer is formed (O(N·d) memory, 8k-token documents). The values are recorded during
 the forward; the output projection W_O is the module that consumes the attention's output
-(found by its input's storage for Hugging Face models; ``out_proj`` for attnlab's).
+(found by its input's storage for Hugging Face models; ``out_proj`` for attnlab's). A wrapped
+projection (a LoRA adapter around ``nn.Linear``) is read as its base layer: merge adapters first.
 
 Dimension legend: B batch, H heads, H_kv key/value heads, T tokens, d head size, D model width.
 """
@@ -60,6 +61,12 @@ def value_norms(
     ):
         model(**inputs)
     chosen = [layer] if layer is not None else list(layers)
+    shared = [name for name in chosen if f"{name}#1" in maps]
+    if shared:
+        raise ValueError(
+            f"{shared[0]} is called more than once per forward (weights shared across layers): "
+            "value_norms pairs each module's values with one map and cannot tell the calls apart"
+        )
     result = {}
     for name in chosen:
         f = _transformed_values(values[name], projections[name])  # (B, H, T, D)
@@ -162,7 +169,14 @@ def _hf_recording(model: nn.Module, layers: dict[str, nn.Module], values: dict[s
 def _linear_weight(module: nn.Module) -> Tensor | None:
     """A linear map's weight as (out, in): nn.Linear's own, transformers' Conv1D transposed."""
     if isinstance(module, nn.Linear):
-        return module.weight
-    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
-        return module.weight.t()
-    return None
+        weight = module.weight
+    elif type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+        weight = module.weight.t()
+    else:
+        return None
+    if not weight.is_floating_point():
+        raise ValueError(
+            f"value_norms needs the output projection's real weights; {type(module).__name__} "
+            f"stores {weight.dtype} (a quantized layer): dequantize the model first"
+        )
+    return weight

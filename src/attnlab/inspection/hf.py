@@ -12,9 +12,15 @@ files. For the duration of a capture :func:`hf_support`:
 3. restores every (sub-)configuration's attention implementation exactly on exit, also when the
    block raises.
 
-The model runs at the speed of its SDPA path (on the CPU the same flash kernel, bit-identical
-outputs) and keeps no (B, H, N, N) maps; attention calls are named by the module's dotted path
+On the CPU the model runs PyTorch's flash kernel on the inputs its SDPA path would give it
+(bit-identical outputs); on other devices, with softcap, or with a backend other than auto or
+flash-cpu selected, the exact blocked route of :mod:`attnlab.functional.portable` runs instead.
+No (B, H, N, N) weights are kept; attention calls are named by the module's dotted path
 (``model.layers.3.self_attn``, ``decoder.block.0.layer.1.EncDecAttention``).
+
+Limits: the switch is on the model's configuration (process-wide) while capture observers and
+``ablate_heads`` edits live in the calling context, so calls the model makes in another thread
+(a streamer's worker) are computed exactly but neither recorded nor edited.
 
 Models whose attention bypasses the interface (Bloom, Falcon, GPT-Neo, MPT, DeBERTa, XLNet,
 Longformer, ...: their files compute attention themselves) are refused with a ValueError naming

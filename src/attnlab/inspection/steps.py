@@ -12,8 +12,10 @@ A call *continues* the chain when its keys are the chain's keys so far plus its 
 (checked on the values, so an unrelated second forward starts a new chain): with a full cache
 Lk = N + Lq; with a sliding-window cache Lk < N + Lq and the keys are the most recent ones.
 Cross-attention (keys = the encoder's output) continues when the decoder's self-attention did
-and the keys are the same. Memory stays O(N·d): each key is stored once, in a buffer that grows
-by doubling.
+and the keys are the same. Each key is stored once, in a buffer that grows by doubling (O(N·d));
+the joined map's bias is one dense (B, 1 or H, rows, N) float tensor. Beam search (which
+reorders the cache) and static caches (which keep unfilled slots) break the chain: capture
+warns, and ``Capture.steps(name)`` keeps the steps since the break.
 
 Dimension legend: B batch, H query heads, H_kv key heads, Lq rows of one call, Lk its keys,
 N keys so far, d head size.

@@ -39,7 +39,7 @@ class StepChain:
 
     def __init__(self, first: AttentionMap, *, cross: bool) -> None:
         self.cross = cross
-        self._keys = first.k.clone()  # (B, H_kv, capacity, d), absolute positions
+        self._keys = _owned(first.k)  # (B, H_kv, capacity, d), absolute positions
         self.n_keys = first.k.shape[2]
         first = replace(first, k=self._keys)
         self._steps: list[tuple[AttentionMap, int]] = [(first, 0)]  # (map, first key position)
@@ -119,6 +119,15 @@ class StepChain:
         joined_bias = AttentionBias(rows, self.n_keys, mask=bias, softcap=softcap)
         keys = self._keys[:, :, : self.n_keys]
         return AttentionMap(q=q, k=keys, lse=lse, scale=steps[0].scale, bias=joined_bias)
+
+
+def _owned(k: Tensor) -> Tensor:
+    """Keys the chain may keep: a tensor that owns its storage as is (a cache that
+    concatenates makes a new one each step), a view into a larger buffer (a preallocated or
+    static cache, which later steps write into) copied."""
+    if k.untyped_storage().nbytes() > k.numel() * k.element_size():
+        return k.clone()
+    return k
 
 
 def _bias_heads(step: AttentionMap) -> int:

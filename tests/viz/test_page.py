@@ -1,83 +1,212 @@
 """The interactive page in a real browser: Debian's Chromium driven by playwright."""
 
 import json
-import shutil
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from attnlab.viz.html import Page, render_page, write_page
 
+from .conftest import hover_cell, open_page
 from .test_figures import fake_payload
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+def link_count(page, nth=0):
+    return int(page.locator("svg.headview").nth(nth).get_attribute("data-links"))
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if shutil.which("chromium") is None:
-        pytest.fail("Debian chromium is not installed: run `make system-deps` (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-def open_page(browser, path):
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
-    page.goto(path.as_uri())
-    page.wait_for_selector("body[data-rendered]")
-    return page, errors
+def strong(page, nth=0):
+    """(query, key, head) of the strong (focused) links of a panel's head view."""
+    return (
+        page.locator("svg.headview")
+        .nth(nth)
+        .evaluate(
+            "s => [...s.querySelectorAll('line.strong')].map(l => "
+            "[+l.dataset.q, +l.dataset.k, +l.dataset.head])"
+        )
+    )
 
 
-def link_count(page):
-    return int(page.get_attribute("svg.headview", "data-links"))
+def active(page, nth=0):
+    return (
+        page.locator("svg.headview")
+        .nth(nth)
+        .evaluate("s => [...s.querySelectorAll('text.active')].map(t => +t.dataset.index)")
+    )
 
 
-def test_hover_draws_links_and_controls_change_them(browser, tmp_path):
+def test_links_are_drawn_at_load_and_the_focused_token_strong(browser, tmp_path):
     path = write_page(fake_payload(12, L=3, H=4), tmp_path / "page.html")
     page, errors = open_page(browser, path)
-    assert link_count(page) == 0
-    page.hover("svg.headview text[data-index='3']")
-    with_all_heads = link_count(page)
-    assert with_all_heads > 0
+    assert link_count(page) > 50 and strong(page) == []  # every head's links, faintly, unhovered
+    page.hover("svg.headview text[data-side='query'][data-index='3']")
+    assert {q for q, _, _ in strong(page)} == {3} and len(strong(page)) > 4
+    page.click("svg.headview text[data-side='query'][data-index='3']")  # pin
+    page.mouse.move(1100, 800)  # leaves the head view: the pinned token stays
+    assert {q for q, _, _ in strong(page)} == {3}
     page.click("#heads span[data-head='0']")  # hide head 0
-    page.hover("svg.headview text[data-index='3']")
-    assert 0 < link_count(page) < with_all_heads
-    page.select_option("#layer", "2")
-    page.hover("svg.headview text[data-index='4']")
-    assert link_count(page) > 0
-    page.screenshot(path=str(tmp_path / "head.png"))
-    assert (tmp_path / "head.png").stat().st_size > 5000
+    assert {h for _, _, h in strong(page)} == {1, 2, 3}
+    page.select_option("#dir", "by")  # what attends to token 3
+    assert {k for _, k, _ in strong(page)} == {3} and len(strong(page)) > 4
     assert errors == []
 
 
-def test_model_view_thumbnail_opens_the_heatmap(browser, tmp_path):
+def test_long_text_scrolls_through_every_token(browser, tmp_path):
+    path = write_page(fake_payload(600, L=1, H=2), tmp_path / "page.html")
+    page, errors = open_page(browser, path)
+    indices = "s => [...s.querySelectorAll('text[data-side=query]')].map(t => +t.dataset.index)"
+    shown = page.eval_on_selector("svg.headview", indices)
+    assert 0 in shown and max(shown) < 100  # rows drawn as they come into view ...
+    page.eval_on_selector(".scroll", "b => { b.scrollTop = b.scrollHeight; }")
+    page.wait_for_function(
+        "document.querySelector('svg.headview text[data-side=query][data-index=\"599\"]')"
+    )
+    assert link_count(page) > 0 and errors == []  # ... down to the last one, with its links
+
+
+def test_heatmap_has_token_axes_a_colour_bar_and_zooms(browser, tmp_path):
+    path = write_page(fake_payload(12, L=2, H=2), tmp_path / "page.html")
+    page, errors = open_page(browser, path, "view=heatmap&layer=1&head=0&token=4")
+    tokens = [f"w{i}" for i in range(12)]
+    assert page.locator(".axis.active").all_inner_texts() == ["w4", "w4"]  # the focused token
+    assert page.locator(".ylabels .axis").all_inner_texts() == tokens
+    assert page.locator(".xlabels .axis").all_inner_texts() == tokens
+    assert page.locator(".bar canvas").count() == 1
+    assert page.inner_text(".bar-label") == "attention weight"
+    long, errors2 = open_page(browser, write_page(fake_payload(1000, L=1, H=1), tmp_path / "l.html"),
+                              "view=heatmap")  # fmt: skip
+    labels = long.locator(".ylabels .axis").all_inner_texts()
+    assert 5 < len(labels) < 40  # thinned when crowded (125 pooled rows)
+    hover_cell(long, 0, 0)
+    assert "block mean" in long.inner_text("#tooltip")
+    for _ in range(3):
+        long.click("#zoom-in")
+    zoomed = long.locator(".ylabels .axis").all_inner_texts()
+    assert labels[0] not in zoomed and len(zoomed) > 5  # zoomed about the centre, relabelled
+    long.click("#zoom-reset")
+    assert long.locator(".ylabels .axis").all_inner_texts() == labels
+    assert errors == [] and errors2 == []
+
+
+def test_model_view_is_labelled_and_a_thumbnail_opens_its_head(browser, tmp_path):
     path = write_page(fake_payload(12, L=3, H=4), tmp_path / "page.html")
     page, errors = open_page(browser, path)
     page.click("button[data-view='model']")
     assert page.locator("canvas[data-layer]").count() == 12
-    page.click("canvas[data-layer='2'][data-head='3']")
+    labels = page.locator(".grid .label").all_inner_texts()
+    assert labels == [f"head {h}" for h in range(4)] + [f"layer {i}" for i in range(3)]
+    page.click("canvas[data-layer='2'][data-head='1']")
     assert page.locator("canvas.heat").count() == 1
-    assert "layer 2, head 3" in page.inner_text("#panels")
-    assert page.input_value("#layer") == "2" and page.input_value("#head") == "3"
+    assert "2: l2, head 1" in page.inner_text("#panels")
+    assert page.input_value("#layer") == "2" and page.input_value("#head") == "1"
+    page.click("button[data-view='model']")
+    page.select_option("#open", "head")
+    page.click("canvas[data-layer='1'][data-head='3']")
+    assert page.locator("svg.headview").count() == 1
+    assert page.input_value("#layer") == "1" and page.input_value("#head") == "3"
+    assert page.locator("#heads span:not(.off)").all_inner_texts() == ["3"]
     assert errors == []
 
 
-def test_comparison_shows_two_texts_side_by_side(browser, tmp_path):
-    path = write_page(fake_payload(8), tmp_path / "page.html", compare=fake_payload(9, seed=1))
+def test_url_state_round_trip(browser, tmp_path):
+    path = write_page(fake_payload(16, L=6, H=12), tmp_path / "page.html")
+    fragment = "view=head&layer=5&head=11&token=10"
+    page, errors = open_page(browser, path, fragment)
+    assert page.input_value("#layer") == "5" and page.input_value("#head") == "11"
+    assert active(page) == [10] and {q for q, _, _ in strong(page)} == {10}
+    assert {h for _, _, h in strong(page)} == {11}
+    assert page.evaluate("location.hash") == "#" + fragment  # the page writes what it shows
+    page.select_option("#dir", "by")
+    page.click("button[data-view='heatmap']")
+    again, errors2 = open_page(browser, path, page.evaluate("location.hash")[1:])
+    assert again.evaluate("location.hash") == page.evaluate("location.hash")
+    assert again.input_value("#layer") == "5" and again.input_value("#head") == "11"
+    assert again.locator("canvas.heat").count() == 1
+    again.click("button[data-view='head']")
+    assert again.input_value("#dir") == "by" and active(again) == [10]
+    assert errors == [] and errors2 == []
+
+
+def test_keyboard_moves_through_heads_and_layers_and_esc_clears(browser, tmp_path):
+    path = write_page(fake_payload(8, L=3, H=4), tmp_path / "page.html")
+    page, errors = open_page(browser, path, "view=head&layer=1&head=1&token=2")
+    state = lambda: (page.input_value("#layer"), page.input_value("#head"))  # noqa: E731
+    page.keyboard.press("ArrowRight")
+    assert state() == ("1", "2") and {h for _, _, h in strong(page)} == {2}
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    assert state() == ("1", "0")
+    page.keyboard.press("ArrowDown")
+    assert state() == ("2", "0")
+    page.keyboard.press("ArrowDown")  # the last layer stays
+    page.keyboard.press("ArrowUp")
+    assert state() == ("1", "0") and active(page) == [2]
+    page.keyboard.press("Escape")
+    assert (
+        active(page) == [] and strong(page) == [] and "token=" not in page.evaluate("location.hash")
+    )
+    assert errors == []
+
+
+def test_comparison_focus_follows_position_or_token_text(browser, tmp_path):
+    same = write_page(fake_payload(8), tmp_path / "same.html", compare=fake_payload(8, seed=1))
+    page, errors = open_page(browser, same)
+    page.hover("svg.headview >> nth=0 >> text[data-side='query'][data-index='5']")
+    assert active(page, 0) == [5] and active(page, 1) == [5]
+    p = fake_payload(8)
+    longer = fake_payload(10, seed=1)
+    tokens = ("x", "y", *p.tokens)  # the same words two positions later
+    longer = type(p)("longer", tokens, longer.layers, longer.maps, longer.pool,
+                     longer.top_indices, longer.top_weights)  # fmt: skip
+    page, errors2 = open_page(browser, write_page(p, tmp_path / "d.html", compare=longer))
+    page.hover("svg.headview >> nth=1 >> text[data-side='query'][data-index='6']")  # "w4"
+    assert active(page, 0) == [4] and active(page, 1) == [6]
+    assert {q for q, _, _ in strong(page, 0)} == {4}
+    assert page.locator("button[data-view='difference']").count() == 0  # lengths differ
+    assert errors == [] and errors2 == []
+
+
+def test_difference_view_of_two_aligned_texts(browser, tmp_path):
+    a, b = fake_payload(8), fake_payload(8, seed=1)
+    page, errors = open_page(browser, write_page(a, tmp_path / "p.html", compare=b),
+                             "view=difference&layer=1&head=2")  # fmt: skip
+    assert page.locator("canvas.heat").count() == 1
+    for r, c in [(0, 0), (3, 5), (7, 1)]:
+        want = float(a.maps[1, 2, r, c] - b.maps[1, 2, r, c])
+        assert hover_cell(page, r, c) == pytest.approx(want, abs=6e-4)
+    assert errors == []
+
+
+def grey(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=float)
+
+
+def test_screenshots_show_links_and_maps(browser, tmp_path):
+    """Pixel statistics of the views: coloured links in the head view at load, a map with
+    contrast in the heatmap, 12 distinct thumbnails in the model view."""
+    path = write_page(fake_payload(12, L=3, H=4), tmp_path / "page.html")
     page, errors = open_page(browser, path)
-    assert page.locator(".panel").count() == 2
+    page.locator("svg.headview").screenshot(path=str(tmp_path / "head.png"))
+    rgb = grey(tmp_path / "head.png")
+    coloured = (rgb.max(-1) - rgb.min(-1)) > 40  # head colours, not black text on white
+    assert coloured.mean() > 0.01, f"head view has {coloured.mean():.4f} coloured pixels"
+    page.click("button[data-view='heatmap']")
+    page.locator("canvas.heat").screenshot(path=str(tmp_path / "heat.png"))
+    heat = grey(tmp_path / "heat.png").mean(-1)
+    assert heat.std() > 20 and (heat > 150).mean() > 0.005  # dark background, bright cells
+    page.click("button[data-view='model']")
+    thumbs = page.locator("canvas[data-layer]")
+    pictures = set()
+    for n in range(thumbs.count()):
+        thumbs.nth(n).screenshot(path=str(tmp_path / "t.png"))
+        pixels = grey(tmp_path / "t.png")
+        assert pixels.std() > 20  # a map, not a flat square
+        pictures.add(pixels.tobytes())
+    assert len(pictures) == 12  # each head its own map
     assert errors == []
 
 
@@ -88,9 +217,15 @@ def test_token_text_is_shown_never_run(browser, tmp_path):
                 p.maps, p.pool, p.top_indices, p.top_weights)  # fmt: skip
     path = write_page(p, tmp_path / "page.html")
     assert "<script>alert(1)" not in path.read_text()
-    page, errors = open_page(browser, path)
+    page, errors = open_page(browser, path, "token=0")
     text = page.inner_text("#panels")
     assert evil in text and "&amp;" in text
+    page.hover("svg.headview line.strong >> nth=0", force=True)  # links overlap there
+    assert evil in page.inner_text("#tooltip")
+    page.click("button[data-view='heatmap']")
+    assert evil in page.locator(".ylabels .axis").all_inner_texts()
+    hover_cell(page, 1, 0)
+    assert "</script><img src=x onerror=alert(2)>" in page.inner_text("#tooltip")
     assert page.locator("img").count() == 0
     assert errors == []  # no alert dialog, no script error
 
@@ -165,3 +300,14 @@ def test_notebook_repr_renders_the_page_in_a_browser_without_running_tokens(brow
 def test_compare_with_another_model_shape_is_refused():
     with pytest.raises(ValueError, match="same shape: 2×4 vs 3×4"):
         render_page(fake_payload(5), fake_payload(5, L=3))
+
+
+def test_compare_with_other_measures_is_refused():
+    from dataclasses import replace
+
+    p = fake_payload(5)
+    rollout = replace(fake_payload(5, L=1, H=1), measure="rollout")
+    with pytest.raises(
+        ValueError, match=r"same measures: \['attention', 'rollout'\] vs \['attention'\]"
+    ):
+        render_page(replace(p, measures=(rollout,)), p)

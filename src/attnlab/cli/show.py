@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="an attnlab checkpoint folder (config.json, model.safetensors, tokenizer.json) "
         "instead of the default MiniLM",
     )
+    p.add_argument(
+        "--measure", choices=("rollout", "value-norms", "grad-attention", "all"),
+        help="draw a measure beyond raw weights: attention rollout (all layers), value-weighted "
+        "norms, or gradient × attention (of the norm of --token's final hidden state, default "
+        "the last token); a page keeps raw weights in its selector and opens on the measure "
+        "('all': every measure, page only)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -41,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     paths = show(
         args.text, args.out, compare=args.compare, layer=args.layer, head=args.head,
         token=args.token, truncate=args.truncate, checkpoint=args.checkpoint,
+        measure=args.measure,
     )  # fmt: skip
     for path in paths:
         print(f"wrote {path}")

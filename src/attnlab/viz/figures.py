@@ -33,6 +33,22 @@ def _labels(payload: AttentionPayload, max_labels: int) -> tuple[list[int], list
     return ticks, names
 
 
+def _colours(values) -> dict:
+    """imshow colours: magma from 0 for weights and norms; for signed measures (gradient ×
+    attention) a diverging scale centred on 0, purple below, orange above."""
+    if (values < 0).any():
+        peak = float(abs(values).max()) or 1.0
+        return {"cmap": "PuOr_r", "vmin": -peak, "vmax": peak}
+    return {"cmap": CMAP, "vmin": 0}
+
+
+def _what(payload: AttentionPayload) -> str:
+    """What the values are: "attention weight", "attention rollout", ..."""
+    from attnlab.viz.measures import MEASURES
+
+    return MEASURES[payload.measure][0]
+
+
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     """Write atomically (a reader never sees half a picture); format from the suffix."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
@@ -47,15 +63,17 @@ def heatmap(payload: AttentionPayload, layer: int, head: int, path: str | Path, 
     weights = payload.maps[layer, head].numpy()
     size = min(12.0, 3 + 0.18 * min(len(payload.tokens), max_labels))
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    image = ax.imshow(weights, cmap=CMAP, vmin=0, interpolation="nearest")
+    image = ax.imshow(weights, interpolation="nearest", **_colours(weights))
     ticks, names = _labels(payload, max_labels)
     ax.set_xticks(ticks, names, rotation=90, fontsize=8)
     ax.set_yticks(ticks, names, fontsize=8)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     pooled = "" if payload.exact else f" (mean over {payload.pool}×{payload.pool} token blocks)"
-    ax.set_title(f"layer {layer}, head {head}{pooled}")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="attention weight")
+    where = "all layers" if payload.measure == "rollout" else f"layer {layer}, head {head}"
+    prefix = "" if payload.measure == "attention" else f"{_what(payload)}, "
+    ax.set_title(f"{prefix}{where}{pooled}")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=_what(payload))
     return _save(fig, path)
 
 
@@ -71,11 +89,12 @@ def head_grid(payload: AttentionPayload, layer: int, path: str | Path) -> Path:
         if h >= H:
             ax.axis("off")
             continue
-        ax.imshow(payload.maps[layer, h].numpy(), cmap=CMAP, vmin=0, interpolation="nearest")
+        values = payload.maps[layer, h].numpy()
+        ax.imshow(values, interpolation="nearest", **_colours(values))
         ax.set_title(f"head {h}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks(ticks if h % cols == 0 else [], names if h % cols == 0 else [], fontsize=6)
-    fig.suptitle(f"layer {layer}: every head on the same text")
+    fig.suptitle(f"{_what(payload)}, layer {layer}: every head on the same text")
     return _save(fig, path)
 
 
@@ -86,14 +105,15 @@ def model_grid(payload: AttentionPayload, path: str | Path) -> Path:
     for layer in range(L):
         for h in range(H):
             ax = axes[layer, h]
-            ax.imshow(payload.maps[layer, h].numpy(), cmap=CMAP, vmin=0, interpolation="nearest")
+            values = payload.maps[layer, h].numpy()
+            ax.imshow(values, interpolation="nearest", **_colours(values))
             ax.set_xticks([])
             ax.set_yticks([])
             if layer == 0:
                 ax.set_title(f"h{h}", fontsize=7)
             if h == 0:
                 ax.set_ylabel(f"L{layer}", fontsize=7)
-    fig.suptitle("all layers × heads")
+    fig.suptitle(f"{_what(payload)}: all layers × heads")
     return _save(fig, path)
 
 
@@ -116,13 +136,19 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
     right = range(T) if shown else sorted({j for h in heads for j, _ in payload.links(layer, h, i)})
     for t in right:
         ax.text(1, y[t], payload.tokens[t], ha="left", va="center", fontsize=8)
+    peak = (
+        1.0
+        if payload.measure == "attention"
+        else float(payload.top_weights[layer, :, i].abs().max().clamp(min=1e-12))
+    )
     for h in heads:
         colour = HEAD_COLOURS[h % len(HEAD_COLOURS)]
         for j, w in payload.links(layer, h, i):
-            if w < 0.03:  # hairlines from every head would hide the strong links
+            s = abs(w) / peak  # weights as they are; other measures relative to their peak
+            if s < 0.03:  # hairlines from every head would hide the strong links
                 continue
-            ax.plot([0.02, 0.98], [y[i], y[j]], color=colour, alpha=min(1.0, 0.1 + 0.9 * w),
-                    linewidth=0.5 + 6 * w)  # fmt: skip
+            ax.plot([0.02, 0.98], [y[i], y[j]], color=colour, alpha=min(1.0, 0.1 + 0.9 * s),
+                    linewidth=0.5 + 6 * s, linestyle="--" if w < 0 else "-")  # fmt: skip
     handles = [
         plt.Line2D([], [], color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}")
         for h in heads
@@ -131,7 +157,9 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
               fontsize=7, frameon=False)  # fmt: skip
     ax.set_xlim(-0.6, 1.6)
     ax.axis("off")
-    ax.set_title(f'what "{payload.tokens[i]}" attends to, layer {layer}')
+    what = "attends to" if payload.measure == "attention" else f"draws from ({_what(payload)})"
+    where = "all layers" if payload.measure == "rollout" else f"layer {layer}"
+    ax.set_title(f'what "{payload.tokens[i]}" {what}, {where}')
     return _save(fig, path)
 
 

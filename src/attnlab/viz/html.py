@@ -28,24 +28,48 @@ def _b64(t: torch.Tensor) -> str:
     return base64.b64encode(t.contiguous().numpy().tobytes()).decode("ascii")
 
 
-def _encode(payload: AttentionPayload, max_rows: int) -> dict:
-    maps = payload.maps  # (L, H, P, P)
-    peak = maps.amax(dim=(-1, -2), keepdim=True).clamp(min=1e-12)
-    scaled = (maps / peak * 255).round().to(torch.uint8)  # each map on its own 0..255 scale
-    weights = (payload.top_weights.clamp(0, 1) * 255).round().to(torch.uint8)
+def _quantized(x: torch.Tensor) -> tuple[str, str]:
+    """``x`` (L, H, ...) as int16 codes of x / scale, scale = max |x| of each (layer, head)
+    (so values read back within scale / 32767 of the exact ones, 3e-5 for weights), and the
+    float32 scales, both base64."""
+    scale = x.flatten(2).abs().amax(-1).clamp(min=1e-30)  # (L, H)
+    codes = (x / scale[:, :, None, None] * 32767).round().to(torch.int16)
+    return _b64(codes.view(torch.uint8)), _b64(scale.float())
+
+
+def _values(payload: AttentionPayload) -> dict:
+    """One measure's values for the page: maps (L, H, P, P), each token's K strongest links."""
+    from attnlab.viz.measures import MEASURES
+
+    maps, map_scale = _quantized(payload.maps)
+    top, top_scale = _quantized(payload.top_weights)
     return {
-        "text": payload.text,
-        "tokens": list(payload.tokens),
+        "label": MEASURES[payload.measure][0],
+        "meaning": payload.meaning or MEASURES[payload.measure][1],
+        "relative": payload.measure != "attention",  # links scaled to the map's peak
+        "signed": bool((payload.maps < 0).any() or (payload.top_weights < 0).any()),
         "layer_names": [f"{i}: {name}" for i, name in enumerate(payload.layers)],
         "n_layers": payload.n_layers,
         "n_heads": payload.n_heads,
-        "cells": maps.shape[-1],
-        "pool": payload.pool,
+        "rows": payload.maps.shape[-2],
+        "cells": payload.maps.shape[-1],
         "k": payload.top_indices.shape[-1],
-        "max_rows": max_rows,
-        "maps": _b64(scaled),
+        "maps": maps,
+        "map_scale": map_scale,
         "top_indices": _b64(payload.top_indices.to(torch.int16).view(torch.uint8)),
-        "top_weights": _b64(weights),
+        "top_values": top,
+        "top_scale": top_scale,
+    }
+
+
+def _encode(payload: AttentionPayload) -> dict:
+    return {
+        "text": payload.text,
+        "tokens": list(payload.tokens),
+        "n_layers": payload.n_layers,
+        "n_heads": payload.n_heads,
+        "pool": payload.pool,
+        "values": {p.measure: _values(p) for p in (payload, *payload.measures)},
     }
 
 
@@ -56,9 +80,11 @@ def _safe_json(data: object) -> str:
 
 def render_page(
     payload: AttentionPayload, compare: AttentionPayload | None = None, *,
-    title: str = "attnlab: attention", max_rows: int = 200,
+    title: str = "attnlab: attention", start: dict | None = None,
 ) -> str:  # fmt: skip
-    """The page as a string. ``compare`` shows a second text side by side (same model shape)."""
+    """The page as a string. ``compare`` shows a second text side by side (same model shape).
+    ``start``: the view the page opens on, e.g. ``{"view": "head", "layer": 5, "head": 11,
+    "token": 10, "measure": "rollout"}`` (a link's ``#view=...`` fragment overrides it)."""
     texts = [payload] + ([compare] if compare is not None else [])
     if compare is not None and (compare.n_layers, compare.n_heads) != (
         payload.n_layers, payload.n_heads
@@ -67,15 +93,19 @@ def render_page(
             "compared texts must come from models of the same shape: "
             f"{payload.n_layers}×{payload.n_heads} vs {compare.n_layers}×{compare.n_heads}"
         )
+    names = [[m.measure for m in (t, *t.measures)] for t in texts]
+    if any(n != names[0] for n in names):
+        raise ValueError(f"compared texts must carry the same measures: {names[0]} vs {names[-1]}")
     assets = resources.files("attnlab.viz") / "assets"
     css = (assets / "attention.css").read_text(encoding="utf-8")
     js = (assets / "attention.js").read_text(encoding="utf-8")
-    data = _safe_json({"texts": [_encode(t, max_rows) for t in texts]})
+    data = _safe_json({"texts": [_encode(t) for t in texts], "start": start or {}})
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{css}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
-        "<div id='controls' class='controls'></div><div id='panels' class='panels'></div>"
+        "<div id='controls' class='controls'></div><div id='meaning' class='meaning'></div>"
+        "<div id='panels' class='panels'></div><div id='tooltip' class='tooltip' hidden></div>"
         f"<script type='application/json' id='attnlab-data'>{data}</script>"
         f"<script>{js}</script></body></html>\n"
     )
@@ -83,11 +113,11 @@ def render_page(
 
 def write_page(
     payload: AttentionPayload, path: str | Path, *, compare: AttentionPayload | None = None,
-    title: str = "attnlab: attention", max_rows: int = 200,
+    title: str = "attnlab: attention", start: dict | None = None,
 ) -> Path:  # fmt: skip
     """Write the page atomically (temporary file in the same folder, then rename). The output
     path comes after the data, as in every figure function."""
-    return write_text(path, render_page(payload, compare, title=title, max_rows=max_rows))
+    return write_text(path, render_page(payload, compare, title=title, start=start))
 
 
 class Page:
@@ -95,13 +125,13 @@ class Page:
 
     def __init__(
         self, payload: AttentionPayload, compare: AttentionPayload | None = None, *,
-        title: str = "attnlab: attention", max_rows: int = 200,
+        title: str = "attnlab: attention", start: dict | None = None,
     ) -> None:  # fmt: skip
         self.payload, self.compare = payload, compare
-        self.title, self.max_rows = title, max_rows
+        self.title, self.start = title, start
 
     def _render(self) -> str:
-        return render_page(self.payload, self.compare, title=self.title, max_rows=self.max_rows)
+        return render_page(self.payload, self.compare, title=self.title, start=self.start)
 
     def _repr_html_(self) -> str:
         page = self._render()

@@ -4,6 +4,10 @@ Short texts carry exact maps. Long texts carry maps average-pooled to at most ``
 rows and columns (streamed from :class:`AttentionMap`, never N×N in memory) plus, for every token
 and head, its ``top_k`` strongest links, so pictures stay readable and files stay small.
 
+A payload may also hold values other than raw weights (``measure``: rollout, value norms,
+gradient × attention; see :mod:`attnlab.viz.measures`), built with :meth:`from_values`, and the
+same text under other measures (``measures``, for the page's measure selector).
+
 Dimension legend: L layers, H heads, T tokens, P pooled size (≤ max_cells).
 """
 
@@ -27,6 +31,9 @@ class AttentionPayload:
     pool: int  # tokens per pooled cell (1 = exact maps)
     top_indices: Tensor  # (L, H, T, K) int64: each token's strongest keys
     top_weights: Tensor  # (L, H, T, K) float32: their weights
+    measure: str = "attention"  # what the values are (a name of attnlab.viz.measures.MEASURES)
+    meaning: str = ""  # one line on what the values mean (shown on the page)
+    measures: tuple[AttentionPayload, ...] = ()  # the same text under other measures (the page)
 
     def __post_init__(self) -> None:
         L, H, P, P2 = self.maps.shape
@@ -83,7 +90,7 @@ class AttentionPayload:
         maps = list(report.maps.values())
         T = len(report.tokens)
         pool = math.ceil(T / max_cells)
-        k = min(T, top_k if T > 64 else T)  # short texts: every link
+        k = _links_kept(T, top_k)
         pooled, idx, wts = [], [], []
         for amap in maps:
             pooled.append(amap.dense()[0] if pool == 1 else amap.pooled(max_cells)[0])
@@ -95,3 +102,43 @@ class AttentionPayload:
             maps=torch.stack(pooled).float(), pool=pool, top_indices=torch.stack(idx),
             top_weights=torch.stack(wts).float(),
         )  # fmt: skip
+
+    @classmethod
+    def from_values(
+        cls, text: str, tokens: tuple[str, ...], layers: tuple[str, ...], values: Tensor, *,
+        measure: str, meaning: str = "", max_cells: int = 128, top_k: int = 8,
+    ) -> AttentionPayload:  # fmt: skip
+        """From dense values (L, H, T, T) of a measure: exact for short texts, block means like
+        the raw maps for long ones; each token's links are its ``top_k`` largest in absolute
+        value (signed measures keep their sign)."""
+        T = len(tokens)
+        if values.dim() != 4 or tuple(values.shape[-2:]) != (T, T):
+            raise ValueError(f"values must be (L, H, T, T) for {len(tokens)} tokens; got "
+                             f"{tuple(values.shape)}")  # fmt: skip
+        values = values.detach().float().cpu()
+        pool = math.ceil(T / max_cells)
+        indices = values.abs().topk(_links_kept(T, top_k), dim=-1).indices
+        return cls(
+            text=text, tokens=tuple(tokens), layers=tuple(layers), maps=_block_means(values, pool),
+            pool=pool, top_indices=indices, top_weights=values.gather(-1, indices),
+            measure=measure, meaning=meaning,
+        )  # fmt: skip
+
+
+def _links_kept(T: int, top_k: int) -> int:
+    """Links kept per token: every one for short texts, the ``top_k`` strongest otherwise."""
+    return min(T, top_k if T > 64 else T)
+
+
+def _block_means(values: Tensor, pool: int) -> Tensor:
+    """(..., T, T) → (..., P, P) means over ``pool``×``pool`` blocks (the last ones partial),
+    as :meth:`AttentionMap.pooled` computes them."""
+    if pool == 1:
+        return values
+    T = values.shape[-1]
+    P = math.ceil(T / pool)
+    padded = torch.nn.functional.pad(values, (0, P * pool - T, 0, P * pool - T))
+    sums = padded.unflatten(-1, (P, pool)).unflatten(-3, (P, pool)).sum(dim=(-3, -1))
+    counts = torch.full((P,), float(pool))
+    counts[-1] = T - pool * (P - 1)
+    return sums / (counts[:, None] * counts[None, :])

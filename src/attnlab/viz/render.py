@@ -10,6 +10,7 @@ from attnlab.inspection.pretrained import load_checkpoint
 from attnlab.inspection.report import Head, Report, inspect
 from attnlab.viz import figures
 from attnlab.viz.html import write_page
+from attnlab.viz.measures import MEASURES, measure_payload, with_measures
 from attnlab.viz.payload import AttentionPayload
 
 __all__ = ["DEMO_SENTENCES", "Demo", "demo", "show"]
@@ -20,14 +21,18 @@ FORMATS = (".html", ".png", ".svg")
 def show(
     text: str, out: str | Path, *, compare: str | None = None, layer: int | None = None,
     head: int | None = None, token: str | None = None, truncate: bool = False,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | None = None, measure: str | None = None,
 ) -> list[Path]:  # fmt: skip
     """Inspect ``text`` on the default real model (or an attnlab ``checkpoint`` folder with its
     tokenizer.json) and write pictures to ``out``.
 
     ``.html``: the interactive page (with ``compare`` side by side). ``.png`` / ``.svg``: with
     ``token``, the token-link view of ``layer`` (default 0); with ``layer`` and ``head``, that
-    head's heatmap; with only ``layer``, the grid of its heads; else all layers × heads."""
+    head's heatmap; with only ``layer``, the grid of its heads; else all layers × heads.
+
+    ``measure`` (``rollout``, ``value-norms``, ``grad-attention``; ``all`` for a page) draws
+    that measure instead of raw weights (see :mod:`attnlab.viz.measures`); the page keeps raw
+    weights in its measure selector and opens on the measure."""
     out = Path(out)
     if out.suffix not in FORMATS:
         raise ValueError(f"output must end in one of {FORMATS}; got {out.name!r}")
@@ -35,14 +40,22 @@ def show(
     name = f"attnlab checkpoint {Path(checkpoint).name}" if checkpoint else "all-MiniLM-L6-v2"
 
     def payload_of(t: str) -> AttentionPayload:
-        return AttentionPayload.from_report(
-            inspect(t, model=model, tokenizer=tokenizer, truncate=truncate)
-        )
+        report = inspect(t, model=model, tokenizer=tokenizer, truncate=truncate)
+        return _measured(report, measure, token, page=out.suffix == ".html")
 
     payload = payload_of(text)
     if out.suffix == ".html":
         other = payload_of(compare) if compare is not None else None
-        return [write_page(payload, out, compare=other, title=f"attnlab: attention on {name}")]
+        start = {
+            "layer": layer,
+            "head": head,
+            "measure": measure,
+            "token": payload.tokens.index(token) if token in payload.tokens else None,
+        }
+        return [write_page(payload, out, compare=other, title=f"attnlab: attention on {name}",
+                           start={k: v for k, v in start.items() if v is not None})]  # fmt: skip
+    if measure == "rollout":
+        layer, head = (None, None) if token is not None else (0, 0)  # its one map
     if compare is not None:
         raise ValueError("--compare needs an .html output (two texts side by side)")
     if token is not None:
@@ -54,6 +67,21 @@ def show(
     if head is not None:
         raise ValueError("--head needs --layer")
     return [figures.model_grid(payload, out)]
+
+
+def _measured(report: Report, measure: str | None, token: str | None, *,
+              page: bool) -> AttentionPayload:  # fmt: skip
+    """The payload ``show`` draws: raw weights, a measure, or (a page) raw weights carrying the
+    measure(s) for the selector."""
+    if measure is None:
+        return AttentionPayload.from_report(report)
+    if measure == "all" and not page:
+        raise ValueError("--measure all needs an .html output (figures draw one measure)")
+    token = token if token in report.tokens else None  # grad-attention's output: else the last
+    if not page:
+        return measure_payload(report, measure, token=token)
+    return with_measures(report, list(MEASURES)[1:] if measure == "all" else [measure],
+                         token=token)  # fmt: skip
 
 
 DEMO_SENTENCES = (
@@ -94,7 +122,9 @@ def demo(out: str | Path, *, top: int = 5) -> Demo:
     heads = [h.head for h in top_heads[0] if h.layer == best.layer]
     written = [
         write_page(tired, out / "attention.html", compare=wide,
-                   title="attnlab demo: what does “it” attend to? (all-MiniLM-L6-v2)"),
+                   title="attnlab demo: what does “it” attend to? (all-MiniLM-L6-v2)",
+                   start={"view": "head", "layer": best.layer, "head": best.head,
+                          "token": tired.tokens.index("it")}),
         figures.heatmap(tired, best.layer, best.head, out / "heatmap.png"),
         figures.head_grid(tired, best.layer, out / "heads.png"),
         figures.model_grid(tired, out / "model.png"),

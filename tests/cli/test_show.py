@@ -23,7 +23,7 @@ def test_show_writes_figures(tmp_path, flags, suffix):
 
 def test_show_refuses_unknown_format(tmp_path, capsys):
     assert main(["show", "the cat", "-o", str(tmp_path / "x.gif")]) == 2
-    assert "output must end in one of ('.html', '.png', '.svg')" in capsys.readouterr().err
+    assert "-o must end in one of ('.html', '.png', '.svg'); got" in capsys.readouterr().err
 
 
 def test_show_draws_an_attnlab_checkpoint(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from attnlab.cli import _checks
 from attnlab.inspection.pretrained import MINILM
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.trace import trace_shapes
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _checks.number("--top", args.top, at_least=1)
+    _checks.output_dir("--out", args.out)
     start = time.perf_counter()
     print(f"running {MINILM} (offline) with exact attention capture…", flush=True)
     result = demo(args.out, top=args.top)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from attnlab.cli import _checks
 from attnlab.train.translation_eval import alignment_figure, bleu
 
 
@@ -18,18 +19,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, default=200, help="held-out verses to translate")
     p.add_argument("--align", help="an English sentence to draw the alignment of")
-    p.add_argument("-o", "--out", default="alignment.png", help="alignment picture (PNG/SVG)")
+    p.add_argument("-o", "--out", help="alignment picture, .png or .svg (default alignment.png)")
     p.set_defaults(func=run)
 
 
+FIGURES = (".png", ".svg")
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.n <= 0:
-        raise ValueError(f"--n must be positive; got {args.n}")
+    _checks.input_file("--checkpoint", args.checkpoint, what="checkpoint")
+    _checks.number("--n", args.n, at_least=1)
+    _checks.text("--align", args.align)
+    if args.out is not None and args.align is None:
+        raise ValueError("-o names the alignment picture: it needs --align TEXT")
+    out = args.out or "alignment.png"
+    if args.align is not None:
+        _checks.output_file("-o", out, suffixes=FIGURES)
     score = bleu(args.checkpoint, n=args.n)
     print(f"BLEU {score.bleu:.2f} on {score.n} held-out verses (sacrebleu, greedy decoding)")
-    for en, es, out in score.examples:
-        print(f"  EN  {en}\n  REF {es}\n  OUT {out}\n")
-    if args.align:
-        translation, path = alignment_figure(args.checkpoint, args.align, args.out)
+    for en, es, out_text in score.examples:
+        print(f"  EN  {en}\n  REF {es}\n  OUT {out_text}\n")
+    if args.align is not None:
+        translation, path = alignment_figure(args.checkpoint, args.align, out)
         print(f"{args.align!r} → {translation!r}; cross-attention drawn in {path}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from attnlab.cli import _checks
 from attnlab.experiments.runner import EXPERIMENTS, run_experiment
 
 
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         for name, (_, _, about) in EXPERIMENTS.items():
             print(f"{name:<12} {about}")
         return 0
+    _checks.output_dir("--out", args.out, files=(f"{args.name}.json", f"{args.name}.png"))
     result = run_experiment(args.name, args.out, quick=args.quick)
     print(json.dumps(result.get("headline") or result.get("final_loss", {}), indent=1))
     print(f"wrote {args.out}/{args.name}.json and {args.out}/{args.name}.png")

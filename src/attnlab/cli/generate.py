@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from attnlab.cli import _checks
 from attnlab.train.text_generation import generate_text
 
 
@@ -27,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _checks.input_file("--checkpoint", args.checkpoint, what="checkpoint")
+    _checks.text("--prompt", args.prompt, empty=True)
+    _checks.number("--tokens", args.tokens, at_least=1)
+    _checks.number("--temperature", args.temperature, at_least=0.0)
+    _checks.number("--top-k", args.top_k, at_least=1)
+    _checks.number("--top-p", args.top_p, above=0.0, at_most=1.0)
+    _checks.number("--seed", args.seed, at_least=0, at_most=2**64 - 1)
     print(generate_text(args.checkpoint, args.prompt, max_new_tokens=args.tokens,
                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         seed=args.seed))  # fmt: skip

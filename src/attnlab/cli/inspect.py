@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from attnlab.cli import _checks
 from attnlab.inspection.report import inspect
 from attnlab.measures.tables import MEASURES, measure_table
 
@@ -34,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.top <= 0:
-        raise ValueError(f"--top must be positive; got {args.top}")
+    for flag in ("TEXT", "--token", "--key"):
+        _checks.text(flag, getattr(args, flag.lstrip("-").lower()))
+    _checks.number("--top", args.top, at_least=1)
     report = inspect(args.text, truncate=args.truncate)
     print(f"{report.model_name}: {len(report.tokens)} tokens: {' '.join(report.tokens)}")
     if args.measure is not None:

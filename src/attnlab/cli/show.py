@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from attnlab.viz.render import show
+from attnlab.cli import _checks
+from attnlab.viz.render import FORMATS, show
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "views; --compare adds a second text side by side). -o fig.png/.svg draws: with "
             "--token, the links from that token (layer --layer, default 0); with --layer and "
             "--head, that head's heatmap; with --layer, all its heads; otherwise every layer × "
-            "head."
+            "head. --layer, --head and --token are checked against the model and text for "
+            "every output, the page included."
         ),
     )
     p.add_argument("text", help="the text to show")
@@ -43,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag in ("TEXT", "--compare", "--token"):
+        _checks.text(flag, getattr(args, flag.lstrip("-").lower()))
+    for flag in ("--layer", "--head"):
+        _checks.number(flag, getattr(args, flag[2:]), at_least=0)
+    _checks.output_file("-o", args.out, suffixes=FORMATS)
+    if args.checkpoint is not None:
+        _checks.input_dir("--checkpoint", args.checkpoint, what="checkpoint folder")
     model = args.checkpoint or "all-MiniLM-L6-v2"
     print(f"running {model} and capturing attention…", flush=True)
     paths = show(

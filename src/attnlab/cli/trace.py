@@ -6,6 +6,8 @@ import argparse
 
 import torch
 
+from attnlab.cli import _checks
+from attnlab.memory import attention_estimate, ensure_fits
 from attnlab.models.params import attention_parameter_count
 from attnlab.nn.attention import MultiHeadAttention
 from attnlab.trace import trace_shapes
@@ -32,11 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("d_model", "heads", "seq", "batch"):
-        if getattr(args, name) <= 0:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be positive; got {getattr(args, name)}"
-            )
+    for flag in ("--d-model", "--heads", "--seq", "--batch", "--kv-heads"):
+        _checks.number(flag, getattr(args, flag[2:].replace("-", "_")), at_least=1)
+    need = attention_estimate(args.d_model, args.heads, batch=args.batch, seq=args.seq,
+                              n_kv_heads=args.kv_heads, need_weights=args.need_weights)  # fmt: skip
+    ensure_fits(need)
     mha = MultiHeadAttention(args.d_model, args.heads, n_kv_heads=args.kv_heads).eval()
     x = torch.randn(args.batch, args.seq, args.d_model)
     d_h = args.d_model // args.heads

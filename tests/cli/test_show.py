@@ -44,3 +44,14 @@ def test_show_draws_an_attnlab_checkpoint(tmp_path):
         main(["show", "the cat sat on the mat", "--checkpoint", str(folder), "-o", str(out)]) == 0
     )
     assert "layers.5.self_attn" in out.read_text()
+
+
+def test_show_token_links_draw_only_the_head_asked_for(tmp_path, spy):
+    from attnlab.viz import figures
+
+    calls = spy(figures.token_links)
+    out = tmp_path / "links.png"
+    assert main(["show", "the cat sat", "--token", "cat", "--layer", "1", "--head", "2", "-o",
+                 str(out)]) == 0  # fmt: skip
+    ((args, kwargs),) = calls
+    assert args[1] == 1 and kwargs["heads"] == [2]

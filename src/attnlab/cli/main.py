@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 def describe(err: BaseException) -> str:
     """One line for the user: the message of an error about their input (ValueError, OSError),
     the error's type and message otherwise."""
-    if isinstance(err, OSError) and err.strerror and err.filename is not None:
-        message = f"{err.filename}: {err.strerror}"
+    if isinstance(err, OSError) and err.strerror:  # "[Errno 2] ..." says nothing to a user
+        message = err.strerror if err.filename is None else f"{err.filename}: {err.strerror}"
     elif isinstance(err, (ValueError, OSError)):
         message = str(err) or type(err).__name__
     else:

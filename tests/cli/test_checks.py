@@ -31,7 +31,10 @@ def test_number_refuses_beyond_them(value, bounds, message):
 
 def test_text_takes_any_unicode_but_not_undecodable_bytes():
     _checks.text("TEXT", "naïve café — 猫")
-    _checks.text("--prompt", "", empty=True)
+    _checks.text("--prompt", "\n", blank=True)
+    for value, blank in (("", True), ("", False), (" \n", False)):
+        with pytest.raises(ValueError, match="^--p must be a non-empty text; got"):
+            _checks.text("--p", value, blank=blank)
     with pytest.raises(ValueError, match=r"^TEXT is not valid UTF-8: byte 0xfe at character 2$"):
         _checks.text("TEXT", "ab" + b"\xfe".decode("utf-8", "surrogateescape"))
 

@@ -49,6 +49,7 @@ BAD = [
     (["inspect", "the cat", "--token", "cat", "--key", BAD_UTF8], "--key is not valid UTF-8"),
     (["inspect", "   ", "--token", "cat"], "TEXT must be a non-empty text"),
     (["generate", "--checkpoint", FAKE, "--prompt", BAD_UTF8], "--prompt is not valid UTF-8"),
+    (["generate", "--checkpoint", FAKE, "--prompt", ""], "--prompt must be a non-empty text; got ''"),
     (["evaluate", "--checkpoint", FAKE, "--align", BAD_UTF8], "--align is not valid UTF-8"),
     # output paths: a folder for a file, a file for a folder, an unwritable place
     (["show", "the cat", "-o", "adir.html"], "-o adir.html is a folder; expected a file name"),

@@ -31,9 +31,9 @@ def number(flag: str, value: float | None, *, at_least: float | None = None,
         raise ValueError(f"{flag} must be {rule}; got {value}")
 
 
-def text(flag: str, value: str | None, *, empty: bool = False) -> None:
-    """``value`` is valid UTF-8 (undecodable bytes in ``argv`` arrive as lone surrogates) and,
-    unless ``empty``, holds more than white space."""
+def text(flag: str, value: str | None, *, blank: bool = False) -> None:
+    """``value`` is valid UTF-8 (undecodable bytes in ``argv`` arrive as lone surrogates), not
+    empty and, unless ``blank``, more than white space."""
     if value is None:
         return
     try:
@@ -43,7 +43,7 @@ def text(flag: str, value: str | None, *, empty: bool = False) -> None:
         raise ValueError(
             f"{flag} is not valid UTF-8: byte 0x{bad.hex()} at character {err.start}"
         ) from None
-    if not empty and not value.strip():
+    if not (value if blank else value.strip()):
         raise ValueError(f"{flag} must be a non-empty text; got {value!r}")
 
 

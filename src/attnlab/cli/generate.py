@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _checks.input_file("--checkpoint", args.checkpoint, what="checkpoint")
-    _checks.text("--prompt", args.prompt, empty=True)
+    _checks.text("--prompt", args.prompt, blank=True)  # the default is a newline
     _checks.number("--tokens", args.tokens, at_least=1)
     _checks.number("--temperature", args.temperature, at_least=0.0)
     _checks.number("--top-k", args.top_k, at_least=1)

@@ -52,8 +52,10 @@ def test_training_parameters_are_a_close_lower_bound_of_the_model_s(task):
     real = sum(p.numel() for p in build().parameters())
     estimated = training_estimate(config).parts["parameters, gradients, AdamW state"] / (4 * 4)
     assert 0.95 * real <= estimated <= real
-    doubled = training_estimate(config, processes=2)
-    assert doubled.total == 2 * training_estimate(config).total
+    one, two = training_estimate(config), training_estimate(config, processes=2)
+    kept = "parameters, gradients, AdamW state"
+    assert two.parts[kept] == 2 * one.parts[kept]  # a copy in each process
+    assert two.parts["activations"] == one.parts["activations"]  # the batch split in two
 
 
 def test_every_preset_fits_a_small_machine():

@@ -96,9 +96,10 @@ def attention_estimate(
 
 def training_estimate(config: TrainConfig, processes: int = 1) -> Estimate:
     """One training step of ``config`` in each of ``processes`` processes: parameters with their
-    gradients and AdamW's two moments (4 copies); per layer and token the activations backward
-    needs (about 8·D + 2·d_ff floats); the logits and their gradient. The vocabulary is not
-    known before the corpus is read: ``bpe_vocab`` for BPE, at least 64 characters for char."""
+    gradients and AdamW's two moments (4 copies per process); per layer and token of one
+    micro-batch (``batch / (accumulate · processes)`` sequences) the activations backward needs
+    (about 8·D + 2·d_ff floats); the logits and their gradient. The vocabulary is not known
+    before the corpus is read: ``bpe_vocab`` for BPE, at least 64 characters for char."""
     c = config
     vocab = c.bpe_vocab if c.tokenizer == "bpe" else CHAR_VOCAB
     layer = 4 * c.d_model * c.d_model + 2 * c.d_model * c.d_ff  # attention + feed-forward
@@ -107,7 +108,8 @@ def training_estimate(config: TrainConfig, processes: int = 1) -> Estimate:
     positions = c.context * c.d_model if c.task == "lm" else 0  # translation: sinusoidal
     embeddings = sides * vocab * c.d_model + positions
     parameters = c.n_layers * (sides * layer + cross) + embeddings
-    tokens = max(1, c.batch // max(1, c.accumulate)) * c.context * sides  # one micro-batch
+    micro_batch = max(1, c.batch // (c.accumulate * processes))  # batch: all processes' sum
+    tokens = micro_batch * c.context * sides
     per_token = c.n_layers * (8 * c.d_model + 2 * c.d_ff)
     return Estimate({
         "parameters, gradients, AdamW state": 4 * parameters * FLOAT * processes,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from attnlab.memory import ensure_fits, training_estimate
 from attnlab.train.config import PRESETS, TrainConfig, load_config
 from attnlab.train.distributed import STOP_SIGNALS, launch
 
@@ -45,7 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     config = load_config(args.preset, args.config, **overrides)
-    ensure_fits(training_estimate(config, processes=max(1, args.nproc)))
     print(f"training {config.task} on {config.corpus}; output in {config.out_dir}", flush=True)
     result = launch(config, resume=args.resume, overwrite=args.overwrite, nproc=args.nproc)
     shown = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"

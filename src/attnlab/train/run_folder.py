@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from attnlab.atomic import failing_as, remove_temporaries, write_text
+from attnlab.memory import ensure_fits, training_estimate
 from attnlab.train.checkpoint import TrainingState, load_training
 from attnlab.train.config import TrainConfig
 
@@ -35,6 +36,7 @@ def check_run(config: TrainConfig, *, resume: bool = False, overwrite: bool = Fa
     if config.batch % parts:
         raise ValueError(f"batch must be divisible by accumulate × nproc = {config.accumulate} "
                          f"× {nproc} = {parts}; got {config.batch}")  # fmt: skip
+    ensure_fits(training_estimate(config, processes=nproc))  # attnlab.memory: will it fit?
     if resume and overwrite:
         raise ValueError(f"resume and overwrite exclude each other: resume continues the run in "
                          f"{config.out_dir!r}, overwrite replaces it")  # fmt: skip

@@ -92,6 +92,7 @@ BAD = [
     (["show", "the cat", "--head", "1", "-o", "page.html"], "--head needs --layer"),
     (["show", "the cat", "--compare", "a dog", "-o", "fig.png"], "--compare needs an .html output"),
     (["inspect", "the cat", "--token", "dog"], "token 'dog' is not in the text"),
+    (["inspect", "the cat", "--token", "cat", "--key", "the", "--measure", "rollout"], "--key and --measure"),
     (["evaluate", "--checkpoint", FAKE, "-o", "fig.png"], "-o names the alignment picture: it needs --align"),
     (["experiment", "no-such"], "unknown experiment 'no-such'"),
 ]  # fmt: skip

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("TEXT", "--token", "--key"):
         _checks.text(flag, getattr(args, flag.lstrip("-").lower()))
     _checks.number("--top", args.top, at_least=1)
+    if args.measure is not None and args.key is not None:
+        raise ValueError("--key and --measure rank different things: give one of them")
     report = inspect(args.text, truncate=args.truncate)
     print(f"{report.model_name}: {len(report.tokens)} tokens: {' '.join(report.tokens)}")
     if args.measure is not None:

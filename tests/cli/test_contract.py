@@ -89,7 +89,7 @@ BAD = [
     (["show", "the cat", "--layer", "99", "-o", "page.html"], "layer must lie in [0, 6); got 99"),
     (["show", "the cat", "--token", "dog", "-o", "page.html"], "token 'dog' is not in the text"),
     (["show", "the cat", "--layer", "0", "--head", "12", "-o", "page.html"], "head must lie in [0, 12); got 12"),
-    (["show", "the cat", "--head", "1", "-o", "page.html"], "--head needs --layer"),
+    (["show", "the cat", "--head", "1", "-o", "fig.png"], "--head needs --layer"),
     (["show", "the cat", "--compare", "a dog", "-o", "fig.png"], "--compare needs an .html output"),
     (["inspect", "the cat", "--token", "dog"], "token 'dog' is not in the text"),
     (["inspect", "the cat", "--token", "cat", "--key", "the", "--measure", "rollout"], "--key and --measure"),

@@ -50,6 +50,8 @@ def show(
         return _measured(report, measure, token, page=out.suffix == ".html")
 
     payload = payload_of(text)
+    if measure == "rollout" and out.suffix != ".html":
+        layer, head = (None, None) if token is not None else (0, 0)  # its one map
     payload.check(layer, head)  # the same checks for every kind of output
     if token is not None:
         payload.token_index(token)
@@ -63,8 +65,6 @@ def show(
         }
         return [write_page(payload, out, compare=other, title=f"attnlab: attention on {name}",
                            start={k: v for k, v in start.items() if v is not None})]  # fmt: skip
-    if measure == "rollout":
-        layer, head = (None, None) if token is not None else (0, 0)  # its one map
     if token is not None:
         heads = None if head is None else [head]
         return [figures.token_links(payload, layer or 0, token, out, heads=heads)]

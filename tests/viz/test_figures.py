@@ -74,7 +74,7 @@ def test_bad_layer_head_and_token_are_clear_errors(tmp_path):
 def test_payload_rejects_inconsistent_shapes():
     p = fake_payload(10)
     with pytest.raises(
-        ValueError, match=r"maps must be \(L, H, P, P\) with P = ceil\(T / pool\) = 10"
+        ValueError, match=r"maps must be \(L, H, P, Ps\) with P = ceil\(T / pool\) = 10"
     ):
         AttentionPayload(
             "t", p.tokens, p.layers, p.maps[..., :5, :5], 1, p.top_indices, p.top_weights

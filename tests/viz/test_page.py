@@ -311,3 +311,33 @@ def test_compare_with_other_measures_is_refused():
         ValueError, match=r"same measures: \['attention', 'rollout'\] vs \['attention'\]"
     ):
         render_page(replace(p, measures=(rollout,)), p)
+
+
+def cross_payload(T=3, S=5, L=2, H=4):
+    """Cross-attention: T target queries over S source keys (keys labelled s0, s1, ...)."""
+    import torch
+
+    from attnlab.viz.payload import AttentionPayload
+
+    g = torch.Generator().manual_seed(2)
+    maps = torch.softmax(torch.randn(L, H, T, S, generator=g) * 3, -1)
+    top_w, top_i = maps.topk(S, -1)
+    return AttentionPayload(
+        "cross", tuple(f"t{i}" for i in range(T)), tuple(f"x{i}" for i in range(L)), maps, 1,
+        top_i, top_w, key_tokens=tuple(f"s{j}" for j in range(S)), key_pool=1, role="cross",
+    )  # fmt: skip
+
+
+def test_cross_attention_panel_labels_keys_with_the_source(browser, tmp_path):
+    path = write_page([fake_payload(5), cross_payload()], tmp_path / "page.html")
+    page, errors = open_page(browser, path)
+    cross = page.locator("svg.headview").nth(1)
+    queries = cross.locator("text[data-side='query']").all_text_contents()
+    keys = cross.locator("text[data-side='key']").all_text_contents()
+    assert (queries, keys) == (["t0", "t1", "t2"], ["s0", "s1", "s2", "s3", "s4"])
+    assert link_count(page, 1) > 0
+    heat, errors2 = open_page(browser, path, "view=heatmap&layer=1&head=2")
+    panel = heat.locator(".panel").nth(1)  # the cross map: 3 target rows, 5 source columns
+    assert panel.locator(".ylabels .axis").all_inner_texts() == ["t0", "t1", "t2"]
+    assert panel.locator(".xlabels .axis").all_inner_texts() == ["s0", "s1", "s2", "s3", "s4"]
+    assert errors == [] and errors2 == []

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import argparse
 
-from attnlab.cli import _checks
+from attnlab.cli import _checks, _model
 from attnlab.train.text_generation import generate_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
-        help="sample text from a trained checkpoint (or translate with a translation model)",
+        help="sample text from a trained checkpoint (or translate with a translation model); "
+        "with --model, show what each new token attended to",
         description="Load OUT_DIR/checkpoint.safetensors written by `attnlab train` and continue "
         "--prompt (language model; past the model's context the window slides, each token "
-        "predicted from the last context − 1 tokens) or translate it (translation model).",
+        "predicted from the last context − 1 tokens) or translate it (translation model). "
+        "With --model PATH (a local model folder), generate greedily under attention "
+        "capture (KV cache) and print, for each new token, the --top tokens that the query "
+        "predicting it weighed most (mean over heads, at --layer or over all layers): prompt "
+        "and generated tokens for a decoder LM, source tokens (cross-attention) for an "
+        "encoder–decoder.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint.safetensors from attnlab train")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint.safetensors from attnlab train")
+    source.add_argument(
+        "--model", metavar="PATH",
+        help="a local model folder: Hugging Face save_pretrained (a decoder LM or an "
+        "encoder–decoder) or an attnlab GPT checkpoint with its tokenizer.json",
+    )  # fmt: skip
     p.add_argument("--prompt", default="\n", help="text to continue or translate")
     p.add_argument("--tokens", type=int, default=300, help="new tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8)
@@ -24,13 +36,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=None,
                    help="sample from the smallest set of tokens with probability >= p")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layer", type=int, help="with --model: this layer (default: mean of all)")
+    p.add_argument("--top", type=int, default=3, help="with --model: tokens shown per step")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    _checks.input_file("--checkpoint", args.checkpoint, what="checkpoint")
     _checks.text("--prompt", args.prompt, blank=True)  # the default is a newline
     _checks.number("--tokens", args.tokens, at_least=1)
+    if args.model is not None:
+        return show_attention(args)
+    _checks.input_file("--checkpoint", args.checkpoint, what="checkpoint")
     _checks.number("--temperature", args.temperature, at_least=0.0)
     _checks.number("--top-k", args.top_k, at_least=1)
     _checks.number("--top-p", args.top_p, above=0.0, at_most=1.0)
@@ -38,4 +54,24 @@ def run(args: argparse.Namespace) -> int:
     print(generate_text(args.checkpoint, args.prompt, max_new_tokens=args.tokens,
                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         seed=args.seed))  # fmt: skip
+    return 0
+
+
+def show_attention(args: argparse.Namespace) -> int:
+    """Generate with --model under capture; per new token, what its predicting query weighed."""
+    from attnlab.inspection.report import generate
+
+    _checks.number("--top", args.top, at_least=1)
+    _model.check(args)
+    model, tokenizer = _model.load(args)
+    report = generate(args.prompt, model=model, tokenizer=tokenizer, max_new_tokens=args.tokens)
+    steps = report.generation_steps(layer=args.layer, top=args.top)
+    where = "all layers" if args.layer is None else f"layer {args.layer}"
+    keys = "source tokens" if report.target_tokens is not None else "prompt and generated tokens"
+    print(f"{report.model_name}: {args.prompt!r} → "
+          f"{tokenizer.convert_tokens_to_string(report.generated)!r}")  # fmt: skip
+    print(f"what each new token was predicted from ({keys}; mean over heads, {where}):")
+    for n, (token, top) in enumerate(steps):
+        shown = "  ".join(f"{key} {weight:.2f}" for key, _, weight in top)
+        print(f"  {n:>3} {token!r:>8} ← {shown}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from attnlab.cli import _checks
+from attnlab.cli import _checks, _model
 from attnlab.inspection.report import inspect
 from attnlab.measures.tables import MEASURES, measure_table
 
@@ -12,11 +12,13 @@ from attnlab.measures.tables import MEASURES, measure_table
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "inspect",
-        help="what one token attends to, per layer and head (real MiniLM, offline)",
+        help="what one token attends to, per layer and head (real MiniLM or --model, offline)",
         description=(
             "Run TEXT through the real pretrained all-MiniLM-L6-v2 (offline, its default SDPA "
-            "attention), capture exact attention, and print for --token the heads and keys it "
-            "weighs most. With --key, rank heads by the weight on that word instead."
+            "attention) or any local model folder (--model), capture exact attention, and print "
+            "for --token the heads and keys it weighs most. With --key, rank heads by the weight "
+            "on that word instead. Encoder–decoder models: TEXT is the source, --target the "
+            "decoder's side; a target token shows its decoder and cross-attention layers."
         ),
     )
     p.add_argument("text", help="the sentence to inspect")
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--top", type=int, default=3, help="keys (or heads with --key) per layer")
     p.add_argument("--truncate", action="store_true", help="cut texts longer than the model")
+    _model.add_model(p)
     p.set_defaults(func=run)
 
 
@@ -40,8 +43,13 @@ def run(args: argparse.Namespace) -> int:
     _checks.number("--top", args.top, at_least=1)
     if args.measure is not None and args.key is not None:
         raise ValueError("--key and --measure rank different things: give one of them")
-    report = inspect(args.text, truncate=args.truncate)
+    _model.check(args)
+    model, tokenizer = _model.load(args)
+    report = inspect(args.text, model=model, tokenizer=tokenizer, target=args.target,
+                     truncate=args.truncate)  # fmt: skip
     print(f"{report.model_name}: {len(report.tokens)} tokens: {' '.join(report.tokens)}")
+    if report.target_tokens is not None:
+        print(f"target: {len(report.target_tokens)} tokens: {' '.join(report.target_tokens)}")
     if args.measure is not None:
         print(measure_table(report, args.token, args.measure, top=args.top))
         return 0
@@ -49,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
         print(report.attends(args.token, top=args.top))
         return 0
     print(f'heads where "{args.token}" weighs "{args.key}" most, per layer:')
-    print(f"  {'layer':>5}  {'head':>4}  {'weight':>6}")
-    for layer, heads in enumerate(report.heads_weighing(args.token, args.key, top=args.top)):
+    print(f"  {'layer':>10}  {'head':>4}  {'weight':>6}")
+    table = report.heads_weighing(args.token, args.key, top=args.top)
+    for layer, heads in zip(report.between(args.token, args.key), table, strict=True):
+        label = report.label(layer).removeprefix("layer")  # "  3", or "decoder  1"
         for head, weight in heads:
-            print(f"  {layer:>5}  {head:>4}  {weight:>6.3f}")
+            print(f"  {label:>10}  {head:>4}  {weight:>6.3f}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from attnlab.cli import _checks
+from attnlab.cli import _checks, _model
 from attnlab.viz.render import FORMATS, show
 
 
@@ -13,7 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "show",
         help="draw attention: interactive HTML page, or PNG/SVG figures (real MiniLM, offline)",
         description=(
-            "Run TEXT through the real pretrained all-MiniLM-L6-v2 and draw its attention. "
+            "Run TEXT through the real pretrained all-MiniLM-L6-v2 (or the local model folder "
+            "--model) and draw its attention. Encoder–decoder models (TEXT the source, --target "
+            "the decoder's side) get encoder, decoder and cross-attention panels, or one figure "
+            "of each (NAME-encoder.png, NAME-decoder.png, NAME-cross.png). --generate N "
+            "continues TEXT by N tokens (greedy, KV cache) and draws prompt + generated tokens. "
             "-o page.html writes a self-contained interactive page (head, model and heatmap "
             "views; --compare adds a second text side by side). -o fig.png/.svg draws: with "
             "--token, the links from that token (layer --layer, default 0); with --layer and "
@@ -30,17 +34,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token", help="draw the links from this token")
     p.add_argument("--truncate", action="store_true", help="cut texts longer than the model")
     p.add_argument(
-        "--checkpoint",
-        help="an attnlab checkpoint folder (config.json, model.safetensors, tokenizer.json) "
-        "instead of the default MiniLM",
-    )
-    p.add_argument(
         "--measure", choices=("rollout", "value-norms", "grad-attention", "all"),
         help="draw a measure beyond raw weights: attention rollout (all layers), value-weighted "
         "norms, or gradient × attention (of the norm of --token's final hidden state, default "
         "the last token); a page keeps raw weights in its selector and opens on the measure "
         "('all': every measure, page only)",
     )  # fmt: skip
+    _model.add_model(p)
+    p.add_argument("--checkpoint", help=argparse.SUPPRESS)  # the old name of --model
+    p.add_argument("--generate", type=int, metavar="N",
+                   help="generate N tokens after TEXT and draw what each attended to")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -49,15 +52,20 @@ def run(args: argparse.Namespace) -> int:
         _checks.text(flag, getattr(args, flag.lstrip("-").lower()))
     for flag in ("--layer", "--head"):
         _checks.number(flag, getattr(args, flag[2:]), at_least=0)
+    _checks.number("--generate", args.generate, at_least=1)
     _checks.output_file("-o", args.out, suffixes=FORMATS)
-    if args.checkpoint is not None:
-        _checks.input_dir("--checkpoint", args.checkpoint, what="checkpoint folder")
-    model = args.checkpoint or "all-MiniLM-L6-v2"
-    print(f"running {model} and capturing attention…", flush=True)
+    if args.checkpoint is not None:  # the old name: errors name what was typed
+        if args.model is not None:
+            raise ValueError("--checkpoint is the old name of --model; give one of them")
+        args.model = args.checkpoint
+    _model.check(args, flag="--checkpoint" if args.checkpoint is not None else "--model")
+    if args.generate is not None and args.target is not None:
+        raise ValueError("--generate makes the decoder's side; leave out --target")
+    print(f"running {args.model or 'all-MiniLM-L6-v2'} and capturing attention…", flush=True)
     paths = show(
         args.text, args.out, compare=args.compare, layer=args.layer, head=args.head,
-        token=args.token, truncate=args.truncate, checkpoint=args.checkpoint,
-        measure=args.measure,
+        token=args.token, truncate=args.truncate, model=args.model, target=args.target,
+        generate=args.generate, measure=args.measure,
     )  # fmt: skip
     for path in paths:
         print(f"wrote {path}")

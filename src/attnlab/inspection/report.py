@@ -9,25 +9,26 @@ offline and run with its default SDPA attention; maps are exact (see :class:`Att
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from attnlab.inspection.attention_map import AttentionMap
-from attnlab.inspection.capture import capture
+from attnlab.inspection.capture import ROLES, capture
 from attnlab.inspection.pretrained import load_minilm
 
-__all__ = ["Attends", "Head", "Report", "inspect"]
+__all__ = ["Attends", "Head", "Report", "generate", "inspect"]
 
 
 @dataclass(frozen=True)
 class Attends:
-    """The top keys of one query token, for every layer and head."""
+    """The top keys of one query token, for every layer (where it is a query) and head."""
 
     token: str
-    position: int  # index of the token in Report.tokens
+    position: int  # index of the token among the first listed layer's queries
     top: list[list[list[tuple[str, int, float]]]]  # [layer][head] → [(key, index, weight)]
+    layers: tuple[str, ...] = ()  # how each layer of ``top`` is printed ("layer  3")
 
     def weight(self, layer: int, head: int, key: str) -> float:
         """Weight on the first occurrence of ``key`` among the listed top keys (0 if absent)."""
@@ -35,10 +36,11 @@ class Attends:
 
     def __str__(self) -> str:
         lines = [f'what "{self.token}" (position {self.position}) attends to, per layer and head:']
-        for layer, heads in enumerate(self.top):
+        labels = self.layers or tuple(f"layer {i:>2}" for i in range(len(self.top)))
+        for label, heads in zip(labels, self.top, strict=True):
             for head, keys in enumerate(heads):
                 shown = ", ".join(f"{k} {w:.2f}" for k, _, w in keys)
-                lines.append(f"  layer {layer:>2} head {head:>2}: {shown}")
+                lines.append(f"  {label} head {head:>2}: {shown}")
         return "\n".join(lines)
 
 
@@ -54,50 +56,96 @@ class Head:
 
 @dataclass
 class Report:
+    """Exact attention of one text. In encoder–decoder models ``tokens`` are the source (the
+    encoder's input) and ``target_tokens`` the decoder's input; each layer's role (see
+    :data:`attnlab.inspection.capture.ROLES`) says which tokens its queries and keys are.
+    After :func:`generate`, ``tokens`` (or ``target_tokens``) end with the generated tokens that
+    were fed back, and ``generated`` lists every generated token."""
+
     text: str
     tokens: list[str]
-    maps: dict[str, AttentionMap]  # dotted layer name → exact map, in layer order
+    maps: dict[str, AttentionMap]  # dotted layer name → exact map; by role, then call order
     model_name: str
     model: nn.Module | None = None  # what the measures run again (None: maps only)
     inputs: dict | None = None  # the keyword inputs it was called with
+    target_tokens: list[str] | None = None
+    roles: dict[str, str] = field(default_factory=dict)  # layer name → role; absent: "self"
+    generated: list[str] = field(default_factory=list)
+    target: str | None = None  # the decoder's text, as given or generated
 
     @property
     def layers(self) -> list[str]:
         return list(self.maps)
 
+    def role(self, layer: str) -> str:
+        return self.roles.get(layer, "self")
+
+    def axes(self, layer: str) -> tuple[list[str], list[str]]:
+        """The tokens of layer ``layer``'s queries (rows) and keys (columns)."""
+        role = self.role(layer)
+        target = self.tokens if self.target_tokens is None else self.target_tokens
+        return (target if role in ("decoder", "cross") else self.tokens,
+                target if role == "decoder" else self.tokens)  # fmt: skip
+
+    def label(self, layer: str) -> str:
+        """``"layer  3"`` in one-stack models; ``"encoder  0"``, ``"decoder  1"``,
+        ``"cross  1"`` (the index within its stack) in encoder–decoder models."""
+        role = self.role(layer)
+        index = [name for name in self.maps if self.role(name) == role].index(layer)
+        return f"{'layer' if role == 'self' else role} {index:>2}"
+
     def position(self, token: str) -> int:
         if token not in self.tokens:
-            raise ValueError(f"token {token!r} is not in the text; its tokens are {self.tokens}")
+            self._missing(token)
         return self.tokens.index(token)
 
     def weights(self, layer: int, head: int | None = None):  # -> Tensor
-        """Dense weights of one layer for the (single) text: (H, T, T), or (T, T) for a head."""
+        """Dense weights of one layer for the (single) text: (H, Lq, Lk), or (Lq, Lk) for a
+        head."""
         amap = self._layer(layer)
         if head is not None:
             return amap.head(head)[0]
         return amap.dense()[0]
 
     def attends(self, token: str, top: int = 3) -> Attends:
-        """The ``top`` keys ``token`` weighs most, in every layer and head."""
-        i = self.position(token)
-        table = []
-        for amap in self.maps.values():
-            row = amap.query(i)[0]  # (H, T)
+        """The ``top`` keys ``token`` weighs most, in every layer where it is a query, and
+        head (a target token in an encoder–decoder: its decoder and cross-attention layers)."""
+        table, labels, first = [], [], None
+        for name, amap in self.maps.items():
+            queries, keys = self.axes(name)
+            if token not in queries:
+                continue
+            i = queries.index(token)
+            first = i if first is None else first
+            row = amap.query(i)[0]  # (H, Lk)
             values, indices = row.topk(min(top, row.shape[-1]), dim=-1)
             table.append([
-                [(self.tokens[j], int(j), float(w)) for w, j in zip(vs, js, strict=True)]
+                [(keys[j], int(j), float(w)) for w, j in zip(vs, js, strict=True)]
                 for vs, js in zip(values, indices, strict=True)
             ])  # fmt: skip
-        return Attends(token, i, table)
+            labels.append(self.label(name))
+        if first is None:
+            self._missing(token)
+        return Attends(token, first, table, tuple(labels))
+
+    def between(self, query: str, key: str) -> list[str]:
+        """The layers where ``query`` is a query token and ``key`` a key token, in order."""
+        names = [n for n in self.maps if query in self.axes(n)[0] and key in self.axes(n)[1]]
+        if not names:
+            self._missing(query if not any(query in self.axes(n)[0] for n in self.maps) else key)
+        return names
 
     def weight_between(self, query: str, key: str):  # -> Tensor (L, H)
-        """Weight from ``query`` to ``key`` in every layer and head: (L, H)."""
-        i, j = self.position(query), self.position(key)
-        return torch.stack([amap.query(i)[0, :, j] for amap in self.maps.values()])
+        """Weight from ``query`` to ``key`` in every layer of :meth:`between` and head: (L, H)."""
+        rows = []
+        for name in self.between(query, key):
+            queries, keys = self.axes(name)
+            rows.append(self.maps[name].query(queries.index(query))[0, :, keys.index(key)])
+        return torch.stack(rows)
 
     def heads_weighing(self, query: str, key: str, top: int = 3) -> list[list[tuple[int, float]]]:
-        """Per layer, the ``top`` heads where ``query`` weighs ``key`` most, largest first:
-        ``[[(head, weight), ...] for each layer]``."""
+        """Per layer of :meth:`between`, the ``top`` heads where ``query`` weighs ``key`` most,
+        largest first: ``[[(head, weight), ...] for each layer]``."""
         if top <= 0:
             raise ValueError(f"top must be positive; got {top}")
         weights = self.weight_between(query, key)  # (L, H)
@@ -129,6 +177,7 @@ class Report:
         that token's (T,) row, streamed in O(N·d) memory."""
         from attnlab.measures import rollout
 
+        self._one_stack("rollout")
         position = self._target(target)
         return rollout(self.maps, target=position, heads=heads)[0]
 
@@ -170,7 +219,14 @@ class Report:
         self._layer(layer)  # validates
         return layer % len(self.layers)
 
+    def _one_stack(self, measure: str) -> None:
+        """The measures follow one stack of layers (tokens ↔ tokens)."""
+        if any(self.role(name) != "self" for name in self.layers):
+            raise ValueError(f"{measure} follows one stack of layers; {self.model_name} has "
+                             "encoder, decoder and cross-attention layers")  # fmt: skip
+
     def _model_and_inputs(self, measure: str) -> tuple[nn.Module, dict]:
+        self._one_stack(measure)
         if self.model is None or self.inputs is None:
             raise ValueError(
                 f"{measure} runs the model again: this report was built without one (use "
@@ -178,12 +234,46 @@ class Report:
             )
         return self.model, self.inputs
 
+    def generation_steps(
+        self, layer: int | None = None, top: int = 3, role: str | None = None
+    ) -> list[tuple[str, list[tuple[str, int, float]]]]:  # fmt: skip
+        """For each generated token (see :func:`generate`), the ``top`` keys weighed most by the
+        query that predicted it: ``[(token, [(key, index, weight), ...]), ...]``. Weights are
+        the mean over heads, in layer ``layer`` (index among the layers of ``role``) or over
+        all of them. ``role``: ``"self"`` in a decoder LM (keys: prompt and generated tokens);
+        in an encoder–decoder ``"cross"`` (keys: the source; the default) or ``"decoder"``."""
+        if not self.generated:
+            raise ValueError("this report has no generated tokens: make it with generate()")
+        role = role or ("self" if self.target_tokens is None else "cross")
+        names = [name for name in self.maps if self.role(name) == role]
+        if not names:
+            raise ValueError(f"role must be one of {sorted(set(map(self.role, self.maps)))}; "
+                             f"got {role!r}")  # fmt: skip
+        if layer is not None:
+            if not -len(names) <= layer < len(names):
+                raise ValueError(f"layer must lie in [0, {len(names)}); got {layer}")
+            names = [names[layer]]
+        queries, keys = self.axes(names[0])
+        first = len(queries) - len(self.generated)  # the row that predicted the first new token
+        rows = torch.stack([self.maps[n].rows(first)[0].mean(0) for n in names]).mean(0)
+        values, indices = rows.topk(min(top, rows.shape[-1]), dim=-1)  # (G, top) each
+        return [
+            (token, [(keys[j], j, w) for w, j in zip(vs.tolist(), js.tolist(), strict=True)])
+            for token, vs, js in zip(self.generated, values, indices, strict=True)
+        ]
+
     def _repr_html_(self) -> str:
         """In Jupyter a report shows as the interactive page (head, model and heatmap views)."""
         from attnlab.viz.html import Page
         from attnlab.viz.payload import AttentionPayload
 
-        return Page(AttentionPayload.from_report(self))._repr_html_()
+        return Page(AttentionPayload.panels(self))._repr_html_()
+
+    def _missing(self, token: str) -> None:
+        target = "" if self.target_tokens is None else f" and target {self.target_tokens}"
+        raise ValueError(
+            f"token {token!r} is not in the text; its tokens are {self.tokens}{target}"
+        )
 
     def _layer(self, layer: int) -> AttentionMap:
         names = self.layers
@@ -193,24 +283,85 @@ class Report:
 
 
 def inspect(
-    text: str, *, model: nn.Module | None = None, tokenizer=None, truncate: bool = False
-) -> Report:
+    text: str, *, model: nn.Module | None = None, tokenizer=None, target: str | None = None,
+    truncate: bool = False,
+) -> Report:  # fmt: skip
     """Run ``text`` through ``model`` (default: the real MiniLM) and capture exact attention.
-    ``model`` and ``tokenizer`` are keywords, so no call depends on their order.
+    ``model`` and ``tokenizer`` are keywords, so no call depends on their order. Any model
+    :func:`attnlab.capture` supports works: decoder LMs, encoders, encoder–decoders.
 
-    Texts longer than the model's positions are refused with the limit, unless
-    ``truncate=True``, which keeps the first positions and says so in a warning."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text must be a non-empty string")
+    For an encoder–decoder model ``text`` is the source and ``target`` the decoder's side
+    (tokenised as the tokenizer's target, after the model's decoder start token; without it the
+    decoder runs on its start token alone). Texts longer than the model's positions are refused
+    with the limit, unless ``truncate=True``, which keeps the first positions and says so in a
+    warning."""
+    model, tokenizer = _model_and_tokenizer(model, tokenizer)
+    enc = _encode(text, model, tokenizer, truncate)
+    decoder = _decoder_ids(model, tokenizer, target)
+    inputs = _inputs_for(model, enc if decoder is None else {**enc, "decoder_input_ids": decoder})
+    with torch.no_grad(), capture(model) as maps:
+        model(**inputs)
+    targets = None if decoder is None else tokenizer.convert_ids_to_tokens(decoder[0])
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    report = _report(text, tokens, maps, type(model).__name__, targets)
+    report.model, report.inputs, report.target = model, inputs, target
+    return report
+
+
+def generate(
+    prompt: str, *, model: nn.Module, tokenizer, max_new_tokens: int = 20
+) -> Report:  # fmt: skip
+    """Continue (decoder LM: Hugging Face or an attnlab GPT) or translate (encoder–decoder)
+    ``prompt`` greedily with ``model.generate`` under :func:`attnlab.capture`, with the KV
+    cache: each layer's map has one row per fed token (the prompt, then each generated token
+    fed back), so :meth:`Report.generation_steps` shows what each new token was predicted
+    from."""
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}")
+    from attnlab.models.gpt import GPT
+
+    model, tokenizer = _model_and_tokenizer(model, tokenizer)
+    if not isinstance(model, GPT) and not (_is_hf(model) and hasattr(model, "generate")):
+        raise ValueError(f"cannot generate with {type(model).__name__}: generate() runs "
+                         "attnlab GPTs, Hugging Face decoder LMs and encoder–decoders")  # fmt: skip
+    enc = _encode(prompt, model, tokenizer, truncate=False)
+    with torch.no_grad(), capture(model) as maps:
+        if isinstance(model, GPT):
+            out = model.generate(enc["input_ids"], max_new_tokens, temperature=0.0)
+        else:
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
+    out = out[0].tolist()
+    seq2seq = _seq2seq(model)
+    fed = tokenizer.convert_ids_to_tokens(out[:-1])  # the last new token is never fed back
+    source = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    name = type(model).__name__
+    report = (
+        _report(prompt, source, maps, name, fed) if seq2seq else _report(prompt, fed, maps, name)
+    )
+    first = 1 if seq2seq else enc["input_ids"].shape[1]  # seq2seq outputs open with the start
+    report.generated = tokenizer.convert_ids_to_tokens(out[first:])
+    if seq2seq:
+        report.target = tokenizer.convert_tokens_to_string(report.generated)
+    return report
+
+
+def _model_and_tokenizer(model: nn.Module | None, tokenizer):  # -> (model, tokenizer)
     if model is None:
-        model, tokenizer = load_minilm("sdpa")
+        return load_minilm("sdpa")
     if tokenizer is None:
         raise ValueError(
             "a tokenizer is needed with a custom model: inspect(text, model=..., tokenizer=...)"
         )
-    config = model.config
+    return model, tokenizer
+
+
+def _encode(text: str, model: nn.Module, tokenizer, truncate: bool) -> dict:
+    """The tokenizer's tensors for ``text``, cut to the model's positions if ``truncate``."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    config = getattr(model, "config", None)
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
-    enc = tokenizer(text, return_tensors="pt")
+    enc = dict(tokenizer(text, return_tensors="pt"))
     n = enc["input_ids"].shape[1]
     if limit is not None and n > limit:
         if not truncate:
@@ -220,13 +371,53 @@ def inspect(
             )
         import warnings
 
-        warnings.warn(f"text truncated from {n} to {limit} tokens", stacklevel=2)
+        warnings.warn(f"text truncated from {n} to {limit} tokens", stacklevel=3)
         enc = {k: v[:, :limit] for k, v in enc.items()}
-    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
-    inputs = _inputs_for(model, dict(enc))
-    with torch.no_grad(), capture(model) as maps:
-        model(**inputs)
-    return Report(text, list(tokens), dict(maps), type(model).__name__, model, inputs)
+    return enc
+
+
+def _is_hf(model: nn.Module) -> bool:
+    return hasattr(getattr(model, "config", None), "model_type")
+
+
+def _seq2seq(model: nn.Module) -> bool:
+    return _is_hf(model) and bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def _decoder_ids(model: nn.Module, tokenizer, target: str | None):  # -> Tensor (1, T) | None
+    """An encoder–decoder's decoder input: the model's decoder start token, then ``target``
+    tokenised as a target (without a closing end-of-sequence token), as in training."""
+    if not _seq2seq(model):
+        if target is not None:
+            raise ValueError(f"target is for encoder–decoder models; {type(model).__name__} "
+                             "has one stack (give the whole text)")  # fmt: skip
+        return None
+    start = getattr(model.config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(model.generation_config, "decoder_start_token_id", None)
+    if start is None:
+        raise ValueError(f"{type(model).__name__} has no decoder_start_token_id in its config")
+    ids = []
+    if target is not None:
+        if not target.strip():
+            raise ValueError("target must be a non-empty string")
+        ids = tokenizer(text_target=target)["input_ids"]
+        if ids and ids[-1] == tokenizer.eos_token_id:
+            ids = ids[:-1]
+    return torch.tensor([[start, *ids]])
+
+
+def _report(
+    text: str, tokens: list[str], maps, model_name: str, target_tokens: list[str] | None = None
+) -> Report:
+    """The report of one capture, layers ordered by role (encoder, decoder, cross) as the
+    capture names them."""
+    names = [name for role in ROLES for name in maps.of_role(role)]
+    return Report(
+        text, list(tokens), {n: maps[n] for n in names}, model_name,
+        target_tokens=None if target_tokens is None else list(target_tokens),
+        roles={n: maps.role(n) for n in names},
+    )  # fmt: skip
 
 
 def _inputs_for(model: nn.Module, enc: dict) -> dict:

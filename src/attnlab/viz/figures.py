@@ -24,13 +24,22 @@ _TAB20 = plt.get_cmap("tab20").colors
 HEAD_COLOURS = _TAB20[0::2] + _TAB20[1::2]  # the 10 strong colours first, then light ones
 
 
-def _labels(payload: AttentionPayload, max_labels: int) -> tuple[list[int], list[str]]:
-    """Tick positions (in map cells) and token labels, thinned to at most ``max_labels``."""
-    cells = payload.maps.shape[-1]
+def _labels(payload: AttentionPayload, max_labels: int, *, keys: bool = False
+            ) -> tuple[list[int], list[str]]:  # fmt: skip
+    """Tick positions (in map cells) and token labels of the queries (or ``keys``), thinned to
+    at most ``max_labels``."""
+    tokens, pool = (payload.keys, payload.cell_keys) if keys else (payload.tokens, payload.pool)
+    cells = payload.maps.shape[-1 if keys else -2]
     step = max(1, -(-cells // max_labels))
     ticks = list(range(0, cells, step))
-    names = [payload.tokens[min(c * payload.pool, len(payload.tokens) - 1)] for c in ticks]
-    return ticks, names
+    return ticks, [tokens[min(c * pool, len(tokens) - 1)] for c in ticks]
+
+
+def _stack(payload: AttentionPayload) -> str:
+    """ "cross-attention " etc. before "layer" for an encoder–decoder's panels."""
+    return {"encoder": "encoder ", "decoder": "decoder ", "cross": "cross-attention "}.get(
+        payload.role, ""
+    )
 
 
 def _colours(values) -> dict:
@@ -61,18 +70,19 @@ def heatmap(payload: AttentionPayload, layer: int, head: int, path: str | Path, 
     """One head: rows = queries, columns = keys, bright = high weight, with a colour bar."""
     payload.check(layer, head)
     weights = payload.maps[layer, head].numpy()
-    size = min(12.0, 3 + 0.18 * min(len(payload.tokens), max_labels))
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    width, height = (min(12.0, 3 + 0.18 * min(len(t), max_labels))
+                     for t in (payload.keys, payload.tokens))  # fmt: skip
+    fig, ax = plt.subplots(figsize=(width + 1.2, height))
     image = ax.imshow(weights, interpolation="nearest", **_colours(weights))
-    ticks, names = _labels(payload, max_labels)
-    ax.set_xticks(ticks, names, rotation=90, fontsize=8)
-    ax.set_yticks(ticks, names, fontsize=8)
+    ax.set_xticks(*_labels(payload, max_labels, keys=True), rotation=90, fontsize=8)
+    ax.set_yticks(*_labels(payload, max_labels), fontsize=8)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
-    pooled = "" if payload.exact else f" (mean over {payload.pool}×{payload.pool} token blocks)"
+    pooled = "" if payload.exact else (
+        f" (mean over {payload.pool}×{payload.cell_keys} token blocks)")  # fmt: skip
     where = "all layers" if payload.measure == "rollout" else f"layer {layer}, head {head}"
     prefix = "" if payload.measure == "attention" else f"{_what(payload)}, "
-    ax.set_title(f"{prefix}{where}{pooled}")
+    ax.set_title(f"{prefix}{_stack(payload)}{where}{pooled}")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=_what(payload))
     return _save(fig, path)
 
@@ -94,7 +104,7 @@ def head_grid(payload: AttentionPayload, layer: int, path: str | Path) -> Path:
         ax.set_title(f"head {h}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks(ticks if h % cols == 0 else [], names if h % cols == 0 else [], fontsize=6)
-    fig.suptitle(f"{_what(payload)}, layer {layer}: every head on the same text")
+    fig.suptitle(f"{_what(payload)}, {_stack(payload)}layer {layer}: every head on the same text")
     return _save(fig, path)
 
 
@@ -113,7 +123,7 @@ def model_grid(payload: AttentionPayload, path: str | Path) -> Path:
                 ax.set_title(f"h{h}", fontsize=7)
             if h == 0:
                 ax.set_ylabel(f"L{layer}", fontsize=7)
-    fig.suptitle(f"{_what(payload)}: all layers × heads")
+    fig.suptitle(f"{_what(payload)}: {_stack(payload)}all layers × heads")
     return _save(fig, path)
 
 
@@ -126,16 +136,19 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
     heads = list(range(payload.n_heads)) if heads is None else heads
     for h in heads:
         payload.check(head=h)
-    T = len(payload.tokens)
-    shown = max_labels >= T
-    fig, ax = plt.subplots(figsize=(6, max(3, min(20, 0.28 * (T if shown else max_labels)))))
+    T, S = len(payload.tokens), len(payload.keys)
+    shown = max_labels >= max(T, S)
+    fig, ax = plt.subplots(
+        figsize=(6, max(3, min(20, 0.28 * (max(T, S) if shown else max_labels))))
+    )
     y = {t: 1 - t / max(1, T - 1) for t in range(T)}
+    y_key = {t: 1 - t / max(1, S - 1) for t in range(S)}
     for t in range(T) if shown else (i,):
         ax.text(0, y[t], payload.tokens[t], ha="right", va="center", fontsize=8,
                 fontweight="bold" if t == i else "normal")  # fmt: skip
-    right = range(T) if shown else sorted({j for h in heads for j, _ in payload.links(layer, h, i)})
+    right = range(S) if shown else sorted({j for h in heads for j, _ in payload.links(layer, h, i)})
     for t in right:
-        ax.text(1, y[t], payload.tokens[t], ha="left", va="center", fontsize=8)
+        ax.text(1, y_key[t], payload.keys[t], ha="left", va="center", fontsize=8)
     peak = (
         1.0
         if payload.measure == "attention"
@@ -147,7 +160,7 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
             s = abs(w) / peak  # weights as they are; other measures relative to their peak
             if s < 0.03:  # hairlines from every head would hide the strong links
                 continue
-            ax.plot([0.02, 0.98], [y[i], y[j]], color=colour, alpha=min(1.0, 0.1 + 0.9 * s),
+            ax.plot([0.02, 0.98], [y[i], y_key[j]], color=colour, alpha=min(1.0, 0.1 + 0.9 * s),
                     linewidth=0.5 + 6 * s, linestyle="--" if w < 0 else "-")  # fmt: skip
     handles = [
         plt.Line2D([], [], color=HEAD_COLOURS[h % len(HEAD_COLOURS)], label=f"head {h}")
@@ -159,7 +172,7 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
     ax.axis("off")
     what = "attends to" if payload.measure == "attention" else f"draws from ({_what(payload)})"
     where = "all layers" if payload.measure == "rollout" else f"layer {layer}"
-    ax.set_title(f'what "{payload.tokens[i]}" {what}, {where}')
+    ax.set_title(f'what "{payload.tokens[i]}" {what}, {_stack(payload)}{where}')
     return _save(fig, path)
 
 

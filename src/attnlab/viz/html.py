@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from attnlab.atomic import write_text
 from attnlab.viz.payload import AttentionPayload
 
 __all__ = ["Page", "render_page", "write_page"]
+
+Panels = AttentionPayload | Sequence[AttentionPayload]  # one panel, or several side by side
 
 
 def _b64(t: torch.Tensor) -> str:
@@ -66,6 +69,8 @@ def _encode(payload: AttentionPayload) -> dict:
     return {
         "text": payload.text,
         "tokens": list(payload.tokens),
+        "key_tokens": list(payload.keys),  # the source, in cross-attention
+        "key_pool": payload.cell_keys,
         "n_layers": payload.n_layers,
         "n_heads": payload.n_heads,
         "pool": payload.pool,
@@ -79,20 +84,24 @@ def _safe_json(data: object) -> str:
 
 
 def render_page(
-    payload: AttentionPayload, compare: AttentionPayload | None = None, *,
-    title: str = "attnlab: attention", start: dict | None = None,
+    payload: Panels, compare: Panels | None = None, *, title: str = "attnlab: attention",
+    start: dict | None = None,
 ) -> str:  # fmt: skip
     """The page as a string. ``compare`` shows a second text side by side (same model shape).
+    Either may be several panels (an encoder–decoder's encoder, decoder and cross-attention,
+    from :meth:`AttentionPayload.panels`), shown side by side with one layer and head choice.
     ``start``: the view the page opens on, e.g. ``{"view": "head", "layer": 5, "head": 11,
     "token": 10, "measure": "rollout"}`` (a link's ``#view=...`` fragment overrides it)."""
-    texts = [payload] + ([compare] if compare is not None else [])
-    if compare is not None and (compare.n_layers, compare.n_heads) != (
-        payload.n_layers, payload.n_heads
-    ):  # fmt: skip
-        raise ValueError(
-            "compared texts must come from models of the same shape: "
-            f"{payload.n_layers}×{payload.n_heads} vs {compare.n_layers}×{compare.n_heads}"
-        )
+    first = [payload] if isinstance(payload, AttentionPayload) else list(payload)
+    second = [] if compare is None else [compare] if isinstance(compare, AttentionPayload) \
+        else list(compare)  # fmt: skip
+    for a, b in zip(first, second, strict=False):
+        if (a.n_layers, a.n_heads) != (b.n_layers, b.n_heads):
+            raise ValueError(
+                "compared texts must come from models of the same shape: "
+                f"{a.n_layers}×{a.n_heads} vs {b.n_layers}×{b.n_heads}"
+            )
+    texts = first + second
     names = [[m.measure for m in (t, *t.measures)] for t in texts]
     if any(n != names[0] for n in names):
         raise ValueError(f"compared texts must carry the same measures: {names[0]} vs {names[-1]}")
@@ -112,7 +121,7 @@ def render_page(
 
 
 def write_page(
-    payload: AttentionPayload, path: str | Path, *, compare: AttentionPayload | None = None,
+    payload: Panels, path: str | Path, *, compare: Panels | None = None,
     title: str = "attnlab: attention", start: dict | None = None,
 ) -> Path:  # fmt: skip
     """Write the page atomically (temporary file in the same folder, then rename). The output
@@ -124,7 +133,7 @@ class Page:
     """The interactive page as an object: renders inline in Jupyter (``_repr_html_``)."""
 
     def __init__(
-        self, payload: AttentionPayload, compare: AttentionPayload | None = None, *,
+        self, payload: Panels, compare: Panels | None = None, *,
         title: str = "attnlab: attention", start: dict | None = None,
     ) -> None:  # fmt: skip
         self.payload, self.compare = payload, compare

@@ -8,7 +8,11 @@ A payload may also hold values other than raw weights (``measure``: rollout, val
 gradient × attention; see :mod:`attnlab.viz.measures`), built with :meth:`from_values`, and the
 same text under other measures (``measures``, for the page's measure selector).
 
-Dimension legend: L layers, H heads, T tokens, P pooled size (≤ max_cells).
+Queries and keys are the same tokens, except in cross-attention (an encoder–decoder's target
+queries over its source keys): there ``key_tokens`` names the keys. :meth:`AttentionPayload.panels`
+gives one payload per kind of layer of a report (encoder, decoder, cross-attention).
+
+Dimension legend: L layers, H heads, T query tokens, S key tokens, P pooled size (≤ max_cells).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnlab.inspection.capture import ROLES
+
 __all__ = ["AttentionPayload"]
 
 
@@ -27,21 +33,26 @@ class AttentionPayload:
     text: str
     tokens: tuple[str, ...]
     layers: tuple[str, ...]  # layer names, e.g. "encoder.layer.3.attention.self"
-    maps: Tensor  # (L, H, P, P) float32: exact weights when P == T, else block means
+    maps: Tensor  # (L, H, P, Ps) float32: exact weights when P == T, else block means
     pool: int  # tokens per pooled cell (1 = exact maps)
     top_indices: Tensor  # (L, H, T, K) int64: each token's strongest keys
     top_weights: Tensor  # (L, H, T, K) float32: their weights
     measure: str = "attention"  # what the values are (a name of attnlab.viz.measures.MEASURES)
     meaning: str = ""  # one line on what the values mean (shown on the page)
     measures: tuple[AttentionPayload, ...] = ()  # the same text under other measures (the page)
+    key_tokens: tuple[str, ...] | None = None  # the keys, where they differ from the queries
+    key_pool: int | None = None  # keys per pooled cell, where they differ from the queries
+    role: str = "self"  # the layers' role (attnlab.inspection.capture.ROLES)
 
     def __post_init__(self) -> None:
         L, H, P, P2 = self.maps.shape
-        T = len(self.tokens)
-        if P != P2 or math.ceil(T / self.pool) != P:
+        T, S = len(self.tokens), len(self.keys)
+        rows, cols = math.ceil(T / self.pool), math.ceil(S / self.cell_keys)
+        if (rows, cols) != (P, P2):
             raise ValueError(
-                f"maps must be (L, H, P, P) with P = ceil(T / pool) = {math.ceil(T / self.pool)}; "
-                f"got {tuple(self.maps.shape)} for {T} tokens, pool {self.pool}"
+                f"maps must be (L, H, P, Ps) with P = ceil(T / pool) = {rows} and Ps = "
+                f"ceil(S / key_pool) = {cols}; got {tuple(self.maps.shape)} for {T} queries and "
+                f"{S} keys"
             )
         if len(self.layers) != L:
             raise ValueError(f"need one layer name per map: {L} maps, {len(self.layers)} names")
@@ -55,6 +66,15 @@ class AttentionPayload:
             )
 
     @property
+    def keys(self) -> tuple[str, ...]:
+        return self.tokens if self.key_tokens is None else self.key_tokens
+
+    @property
+    def cell_keys(self) -> int:
+        """Keys per pooled cell (``pool`` unless the keys are pooled differently)."""
+        return self.pool if self.key_pool is None else self.key_pool
+
+    @property
     def n_layers(self) -> int:
         return self.maps.shape[0]
 
@@ -64,7 +84,7 @@ class AttentionPayload:
 
     @property
     def exact(self) -> bool:
-        return self.pool == 1
+        return self.pool == 1 and self.cell_keys == 1
 
     def check(self, layer: int | None = None, head: int | None = None) -> None:
         if layer is not None and not 0 <= layer < self.n_layers:
@@ -85,22 +105,37 @@ class AttentionPayload:
         return [(j, w) for j, w in pairs if w > 0]
 
     @classmethod
-    def from_report(cls, report, *, max_cells: int = 128, top_k: int = 8) -> AttentionPayload:
-        """From an :func:`attnlab.inspect` report (batch of one text)."""
-        maps = list(report.maps.values())
-        T = len(report.tokens)
-        pool = math.ceil(T / max_cells)
-        k = _links_kept(T, top_k)
+    def from_report(
+        cls, report, *, max_cells: int = 128, top_k: int = 8, role: str | None = None
+    ) -> AttentionPayload:  # fmt: skip
+        """From an :func:`attnlab.inspect` report (batch of one text): its layers of ``role``
+        (default: all, when they share their tokens; see :meth:`panels` otherwise)."""
+        roles = sorted(set(map(report.role, report.layers)), key=ROLES.index)
+        if role is None and len(roles) > 1:
+            raise ValueError(f"the report has {', '.join(roles)} layers over different tokens: "
+                             "pass role=..., or use AttentionPayload.panels(report)")  # fmt: skip
+        names = [n for n in report.layers if role is None or report.role(n) == role]
+        if not names:
+            raise ValueError(f"role must be one of {roles}; got {role!r}")
+        queries, keys = report.axes(names[0])
+        pool, key_pool = math.ceil(len(queries) / max_cells), math.ceil(len(keys) / max_cells)
+        k = _links_kept(len(keys), top_k)
         pooled, idx, wts = [], [], []
-        for amap in maps:
-            pooled.append(amap.dense()[0] if pool == 1 else amap.pooled(max_cells)[0])
+        for amap in (report.maps[n] for n in names):
+            exact = pool == key_pool == 1
+            pooled.append(amap.dense()[0] if exact else amap.pooled(max_cells)[0])
             w, i = amap.topk(k)
             idx.append(i[0])
             wts.append(w[0])
+        target = report.target or "(the decoder start token)"
+        shown = {"encoder": report.text, "decoder": target, "cross": f"{target} → {report.text}"}
+        title = f"{PANEL_TITLES[role]}: {shown[role]}" if role in shown else report.text
         return cls(
-            text=report.text, tokens=tuple(report.tokens), layers=tuple(report.maps),
+            text=title, tokens=tuple(queries), layers=tuple(names),
             maps=torch.stack(pooled).float(), pool=pool, top_indices=torch.stack(idx),
             top_weights=torch.stack(wts).float(),
+            key_tokens=None if keys is queries else tuple(keys),
+            key_pool=None if keys is queries else key_pool, role=role or "self",
         )  # fmt: skip
 
     @classmethod
@@ -123,6 +158,20 @@ class AttentionPayload:
             pool=pool, top_indices=indices, top_weights=values.gather(-1, indices),
             measure=measure, meaning=meaning,
         )  # fmt: skip
+
+    @classmethod
+    def panels(cls, report, **kw) -> list[AttentionPayload]:
+        """One payload per kind of layer in ``report``: one for a one-stack model; encoder
+        self-attention, decoder self-attention and cross-attention for an encoder–decoder."""
+        roles = sorted(set(map(report.role, report.layers)), key=ROLES.index)
+        return [cls.from_report(report, role=role, **kw) for role in roles]
+
+
+PANEL_TITLES = {
+    "encoder": "encoder self-attention (source ↔ source)",
+    "decoder": "decoder self-attention (target ↔ target)",
+    "cross": "cross-attention (target queries → source keys)",
+}
 
 
 def _links_kept(T: int, top_k: int) -> int:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnlab.atomic import write_json
-from attnlab.inspection.pretrained import load_checkpoint
+from attnlab.inspection.pretrained import load_folder
 from attnlab.inspection.report import Head, Report, inspect
+from attnlab.inspection.report import generate as generate_report
 from attnlab.viz import figures
 from attnlab.viz.html import write_page
 from attnlab.viz.measures import MEASURES, measure_payload, with_measures
@@ -21,20 +22,26 @@ FORMATS = (".html", ".png", ".svg")
 def show(
     text: str, out: str | Path, *, compare: str | None = None, layer: int | None = None,
     head: int | None = None, token: str | None = None, truncate: bool = False,
-    checkpoint: str | Path | None = None, measure: str | None = None,
+    model: str | Path | None = None, target: str | None = None, generate: int | None = None,
+    measure: str | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Inspect ``text`` on the default real model (or an attnlab ``checkpoint`` folder with its
-    tokenizer.json) and write pictures to ``out``.
+    """Inspect ``text`` on the default real model (or the local ``model`` folder: Hugging Face
+    ``save_pretrained`` or attnlab checkpoint, see :func:`load_folder`) and write pictures to
+    ``out``. ``target``: an encoder–decoder's decoder side. ``generate``: continue (or
+    translate) ``text`` by that many tokens under capture and show prompt + generated tokens.
 
-    ``.html``: the interactive page (with ``compare`` side by side), opening on ``layer``,
-    ``head`` and ``token``. ``.png`` / ``.svg``: with ``token``, the token-link view of ``layer``
-    (default 0; only ``head`` if given); with ``layer`` and ``head``, that head's heatmap; with
-    only ``layer``, the grid of its heads; else all layers × heads. ``layer``, ``head`` and
-    ``token`` must exist whatever the output.
+    ``.html``: the interactive page (with ``compare`` side by side; an encoder–decoder shows
+    encoder, decoder and cross-attention panels), opening on ``layer``, ``head`` and ``token``.
+    ``.png`` / ``.svg``: with ``token``, the token-link view of ``layer`` (default 0; only
+    ``head`` if given); with ``layer`` and ``head``, that head's heatmap; with only ``layer``,
+    the grid of its heads; else all layers × heads. An encoder–decoder writes one figure per
+    kind of layer, ``NAME-encoder.png``, ``NAME-decoder.png`` and ``NAME-cross.png`` (with
+    ``token``: those where it is a query). ``layer``, ``head`` and ``token`` must exist whatever
+    the output.
 
     ``measure`` (``rollout``, ``value-norms``, ``grad-attention``; ``all`` for a page) draws
-    that measure instead of raw weights (see :mod:`attnlab.viz.measures`); the page keeps raw
-    weights in its measure selector and opens on the measure."""
+    that measure instead of raw weights (see :mod:`attnlab.viz.measures`; one-stack models);
+    the page keeps raw weights in its measure selector and opens on the measure."""
     out = Path(out)
     if out.suffix not in FORMATS:
         raise ValueError(f"output must end in one of {FORMATS}; got {out.name!r}")
@@ -42,37 +49,52 @@ def show(
         raise ValueError("--compare needs an .html output (two texts side by side)")
     if head is not None and layer is None and token is None and out.suffix != ".html":
         raise ValueError("--head needs --layer")
-    model, tokenizer = load_checkpoint(checkpoint) if checkpoint is not None else (None, None)
-    name = f"attnlab checkpoint {Path(checkpoint).name}" if checkpoint else "all-MiniLM-L6-v2"
+    loaded, tokenizer = load_folder(model) if model is not None else (None, None)
+    name = Path(model).name if model is not None else "all-MiniLM-L6-v2"
 
-    def payload_of(t: str) -> AttentionPayload:
-        report = inspect(t, model=model, tokenizer=tokenizer, truncate=truncate)
-        return _measured(report, measure, token, page=out.suffix == ".html")
+    def panels_of(t: str) -> list[AttentionPayload]:
+        if generate is not None:
+            report = generate_report(t, model=loaded, tokenizer=tokenizer, max_new_tokens=generate)
+        else:
+            report = inspect(t, model=loaded, tokenizer=tokenizer, target=target, truncate=truncate)
+        if measure is None:
+            return AttentionPayload.panels(report)
+        return [_measured(report, measure, token, page=out.suffix == ".html")]
 
-    payload = payload_of(text)
+    panels = drawn = panels_of(text)
     if measure == "rollout" and out.suffix != ".html":
         layer, head = (None, None) if token is not None else (0, 0)  # its one map
-    payload.check(layer, head)  # the same checks for every kind of output
-    if token is not None:
-        payload.token_index(token)
+    for panel in panels:  # the same checks for every kind of output
+        panel.check(layer, head)
+    if token is not None:  # an encoder–decoder's token may be in the source or the target
+        drawn = [p for p in panels if token in p.tokens] or [panels[0]]
+        drawn[0].token_index(token)  # in none: the error names the tokens
     if out.suffix == ".html":
-        other = payload_of(compare) if compare is not None else None
+        other = panels_of(compare) if compare is not None else None
         start = {
             "layer": layer,
             "head": head,
             "measure": measure,
-            "token": payload.tokens.index(token) if token in payload.tokens else None,
+            "token": panels[0].tokens.index(token) if token in panels[0].tokens else None,
         }
-        return [write_page(payload, out, compare=other, title=f"attnlab: attention on {name}",
+        return [write_page(panels, out, compare=other, title=f"attnlab: attention on {name}",
                            start={k: v for k, v in start.items() if v is not None})]  # fmt: skip
+    if len(drawn) == 1:
+        return [_figure(drawn[0], out, layer, head, token)]
+    return [_figure(p, out.with_name(f"{out.stem}-{p.role}{out.suffix}"), layer, head, token)
+            for p in drawn]  # fmt: skip
+
+
+def _figure(payload: AttentionPayload, out: Path, layer: int | None, head: int | None,
+            token: str | None) -> Path:  # fmt: skip
     if token is not None:
         heads = None if head is None else [head]
-        return [figures.token_links(payload, layer or 0, token, out, heads=heads)]
+        return figures.token_links(payload, layer or 0, token, out, heads=heads)
     if layer is not None and head is not None:
-        return [figures.heatmap(payload, layer, head, out)]
+        return figures.heatmap(payload, layer, head, out)
     if layer is not None:
-        return [figures.head_grid(payload, layer, out)]
-    return [figures.model_grid(payload, out)]
+        return figures.head_grid(payload, layer, out)
+    return figures.model_grid(payload, out)
 
 
 def _measured(report: Report, measure: str | None, token: str | None, *,

@@ -29,6 +29,7 @@ Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -40,9 +41,11 @@ from attnlab.functional.backends import current_backend, flash_cpu_kernel
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import attention_with_weights, weights_dtype
 from attnlab.functional.checks import (
+    all_finite,
     check_attention_inputs,
     check_bias_arguments,
     check_flags,
+    default_scale,
     is_common_case,
     leading_shape,
 )
@@ -115,7 +118,7 @@ def scaled_dot_product_attention(
     if given or not plain:
         check_bias_arguments(q, k, mask, causal, causal_alignment, window, attention_mask,
                              alibi_slopes, softcap, plain)  # fmt: skip
-    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    scale = default_scale(q.shape[-1]) if scale is None else float(scale)
     drop = dropout if training else 0.0
     if given:
         bias = mask
@@ -132,7 +135,10 @@ def scaled_dot_product_attention(
     observe.emit_step("k", k)
     observe.emit_step("v", v)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *bias.learned))
-    route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
+    if q.device.type == "cpu" and not all_finite(q, k, v, *bias.learned):  # elsewhere: a sync
+        route, why = "reference", "NaN or ±inf in the inputs: the exact reference kernel"
+    else:
+        route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
     observe.emit_step("kernel", None, f"{route}: {why}")
     run = _ROUTES[route]
     out, weights = run(q, k, v, bias, scale, drop, need_weights)
@@ -182,7 +188,15 @@ def _plain_flash(
     if flash is None:
         return None
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return flash(q, k, v, 0.0, causal and q.shape[-2] > 1, scale=scale)[0]  # (B, H, Lq, d_v)
+    causal = causal and q.shape[-2] > 1
+    out, lse = flash(q, k, v, 0.0, causal, scale=scale)[:2]  # (B, H, Lq, d_v), (B, H, Lq)
+    # Non-finite inputs, seen from the results alone (O(Lq), not a pass over the keys): the
+    # kernel writes output 0 and log-sum-exp 0 for a row whose scores are all NaN (a NaN query),
+    # and with causal a NaN/inf value leaks into the rows before it. The general route then
+    # finds the NaN and runs the exact kernel (an lse that is 0 by chance only costs time).
+    if not bool(lse.all()) or (causal and not math.isfinite(float(out.sum()))):
+        return None
+    return out
 
 
 def _choose(

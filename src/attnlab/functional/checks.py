@@ -9,9 +9,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "all_finite",
     "check_attention_inputs",
     "check_bias_arguments",
     "check_flags",
+    "check_has_values",
+    "check_one_device",
+    "default_scale",
     "is_common_case",
     "leading_shape",
 ]
@@ -21,6 +25,45 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _shape(t: Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
+
+
+def check_one_device(what: str, **tensors: Tensor) -> None:
+    """All ``tensors`` on one device, or a ValueError naming each one's device, e.g. "q, k and v
+    must be on one device: q is on cpu, k is on meta, v is on cpu". A few attribute reads."""
+    devices = [t.device for t in tensors.values()]
+    if all(d == devices[0] for d in devices):
+        return
+    names = list(tensors)
+    listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+    where = ", ".join(f"{n} is on {d}" for n, d in zip(names, devices, strict=True))
+    raise ValueError(f"{listed} must be on {what}: {where}")
+
+
+def check_has_values(name: str, t: Tensor) -> None:
+    """Functions that read a tensor's values (not only its shape) refuse a ``meta`` tensor."""
+    if t.device.type == "meta":
+        raise ValueError(
+            f"{name} must hold values (it is read, not only its shape); got a tensor on meta"
+        )
+
+
+def all_finite(*tensors: Tensor | None) -> bool:
+    """True when no tensor holds a NaN or ±inf: one sum per tensor (a sum that overflows counts as
+    non-finite, which only sends the call to the exact route). Meta tensors count as finite."""
+    total = None
+    for t in tensors:
+        if t is None or t.device.type == "meta":
+            continue
+        t = t.detach()
+        s = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
+        total = s if total is None else total + s
+    return total is None or math.isfinite(float(total))
+
+
+def default_scale(d_k: int) -> float:
+    """1/√d_k; 1.0 for d_k = 0, where every score is 0 whatever the scale (PyTorch's SDPA then
+    averages the values uniformly, and so does attnlab)."""
+    return d_k**-0.5 if d_k else 1.0
 
 
 def leading_shape(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> tuple[int, ...]:
@@ -49,6 +92,7 @@ def check_attention_inputs(
             )
         if t.dtype not in _FLOAT_DTYPES:
             raise ValueError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
+    check_one_device("one device", q=q, k=k, v=v)
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(
             f"q, k and v must share one dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}"
@@ -71,11 +115,6 @@ def check_attention_inputs(
             "the leading (batch, head) dimensions of q, k and v must broadcast; got "
             f"q {_shape(q)}, k {_shape(k)}, v {_shape(v)}"
         ) from None
-    if not q.device == k.device == v.device:
-        raise ValueError(
-            f"q, k and v must be on one device; got q on {q.device}, k on {k.device}, v on "
-            f"{v.device}"
-        )
     if mask is not None:
         _check_mask(mask, q, k)
     if scale is not None and (
@@ -116,8 +155,7 @@ def _check_mask(mask: Tensor, q: Tensor, k: Tensor) -> None:
             "mask must be bool (True = may attend) or floating point (added to the scores); "
             f"got dtype {mask.dtype}. For 0/1 integer masks use mask.bool()"
         )
-    if mask.device != q.device:
-        raise ValueError(f"mask must be on q's device {q.device}; got a mask on {mask.device}")
+    check_one_device("one device", q=q, mask=mask)
     lq, lk = q.shape[-2], k.shape[-2]
     expected = (*leading_shape(q, k, k, None), lq, lk)
     if mask.dim() < 1 or mask.dim() > len(expected):
@@ -178,6 +216,7 @@ def check_bias_arguments(
                 "attention_mask must be a bool or integer 0/1 tensor (True/1 = real token); got "
                 f"{getattr(attention_mask, 'dtype', type(attention_mask).__name__)}"
             )
+        check_one_device("one device", q=q, attention_mask=attention_mask)
         if batch is None or tuple(attention_mask.shape) != (batch, lk):
             raise ValueError(
                 f"attention_mask must have shape (B, Lk) = ({batch}, {lk}) (q {_shape(q)}, "
@@ -190,6 +229,12 @@ def check_bias_arguments(
                 f"alibi_slopes must have shape (H,) = ({heads},), one slope per head (dimension "
                 f"-3 of q {_shape(q)}); got {getattr(alibi_slopes, 'shape', alibi_slopes)}"
             )
+        if not alibi_slopes.is_floating_point():
+            raise ValueError(
+                f"alibi_slopes must be floating point (one slope per head); got dtype "
+                f"{alibi_slopes.dtype}"
+            )
+        check_one_device("one device", q=q, alibi_slopes=alibi_slopes)
     if softcap is not None and not (isinstance(softcap, int | float) and 0 < softcap < math.inf):
         raise ValueError(f"softcap must be a positive finite number; got {softcap!r}")
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from attnlab.functional.bias import AttentionBias, merge
+from attnlab.functional.checks import check_has_values, check_one_device
 
 __all__ = [
     "MaskReport",
@@ -80,6 +81,7 @@ def padding_from_lengths(
     """Key-padding mask (B, 1, 1, Lk) from sequence lengths: True for the first ``lengths[b]``
     keys of each row (real tokens), False for the padding after them."""
     lengths = torch.as_tensor(lengths, device=device)
+    check_has_values("lengths", lengths)
     if lengths.is_floating_point():
         fractional = lengths[lengths != lengths.round()]
         if fractional.numel():
@@ -125,6 +127,7 @@ def combine(*masks: Tensor | None) -> Tensor | None:
             raise ValueError(
                 f"masks must be bool (True = may attend) or float (additive); got dtype {m.dtype}"
             )
+    check_one_device("one device", **{f"mask {i}": m for i, m in enumerate(present)})
     try:
         torch.broadcast_shapes(*(m.shape for m in present))
     except RuntimeError:
@@ -166,6 +169,11 @@ def describe(mask: Tensor | AttentionBias) -> MaskReport:
     masks (PyTorch's two conventions), masks that block everything, rows that see no key."""
     if isinstance(mask, AttentionBias):
         mask = _visibility(mask)
+    check_has_values("mask", mask)
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise ValueError(
+            f"mask must be bool (True = may attend) or float (additive); got dtype {mask.dtype}"
+        )
     open_ = mask if mask.dtype == torch.bool else mask > float("-inf")
     if open_.dim() < 2:
         raise ValueError(

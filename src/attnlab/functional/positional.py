@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from attnlab.functional.checks import check_one_device
+
 __all__ = ["alibi_bias", "alibi_slopes", "apply_rope", "sinusoidal_table"]
 
 
@@ -39,6 +41,9 @@ def sinusoidal_table(max_len: int, d_model: int, *, base: float = 10000.0) -> Te
 def apply_rope(x: Tensor, positions: Tensor, *, base: float = 10000.0) -> Tensor:
     """Rotate interleaved pairs of ``x`` (..., T, d) by pos·θ_i; ``positions`` is (T,)."""
     d = x.shape[-1]
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor; got dtype {x.dtype}")
+    check_one_device("one device", x=x, positions=positions)
     if d % 2:
         raise ValueError(f"RoPE needs an even head size; got d={d}")
     if positions.shape != (x.shape[-2],):

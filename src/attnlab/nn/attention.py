@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
+from attnlab.functional.checks import check_one_device
 from attnlab.functional.linear import linear, transposed_layout
 from attnlab.hooks import HookPoint, apply_linear, call_hook, has_hooks, hooks_below
 from attnlab.nn.kv_cache import LayerKVCache
@@ -188,8 +189,9 @@ class MultiHeadAttention(nn.Module):
             v = apply_linear(self.v_proj, value)  # (B, S, H_kv·d_h)
         observe.emit_step("q", q)
         q = q.view(B, T, H, d_h).transpose(1, 2)  # (B, T, H, d_h) → (B, H, T, d_h)
-        k = k.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
-        v = v.view(B, -1, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
+        S = key.shape[1]  # not -1: with B = 0 the view could not infer it
+        k = k.view(B, S, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
+        v = v.view(B, S, H_kv, d_h).transpose(1, 2)  # (B, H_kv, S, d_h)
         observe.emit_step("heads", q, f"{self.d_model} → {H}×{d_h}")
         if hooked:
             q, k, v = (
@@ -299,7 +301,11 @@ class MultiHeadAttention(nn.Module):
                 f"query and key must have the same batch size: query has {query.shape[0]}, "
                 f"key has {key.shape[0]}"
             )
-        weight_dtype = self.q_proj.weight.dtype
+        weight = self.q_proj.weight
+        if not query.device == key.device == value.device == weight.device:
+            tensors = {"query": query, "key": key, "value": value, "q_proj.weight": weight}
+            check_one_device("one device", **tensors)
+        weight_dtype = weight.dtype
         for name, t in (("query", query), ("key", key), ("value", value)):
             if t.dtype != weight_dtype:
                 raise ValueError(

@@ -16,6 +16,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnlab import MultiHeadAttention, capture, masks, scaled_dot_product_attention
+from attnlab.functional.positional import apply_rope
 
 # Operators that mean the work has started: products, softmax, attention kernels.
 WORK = ("mm", "bmm", "addmm", "baddbmm", "matmul", "linear", "softmax", "_softmax", "attention")
@@ -90,8 +91,20 @@ CASES = [
     ("sdpa list q", lambda: sdpa([[1.0]], k, v), TypeError, ["q", "torch.Tensor", "list"]),
     ("sdpa list mask", lambda: sdpa(q, k, v, [[True]]), TypeError, ["mask", "list"]),
     pytest.param(
-        "sdpa k device", lambda: sdpa(q, k.to("meta"), v), ValueError, ["device", "k", "meta"],
+        "sdpa k device", lambda: sdpa(q, k.to("meta"), v), ValueError,
+        ["q, k and v must be on one device", "q is on cpu", "k is on meta", "v is on cpu"],
     ),
+    ("sdpa k device weights", lambda: sdpa(q, k.to("meta"), v, need_weights=True), ValueError,
+     ["k is on meta"]),
+    ("sdpa v device dtype", lambda: sdpa(q, k, v.to("meta", torch.float64)), ValueError,
+     ["v is on meta"]),
+    ("sdpa padding device",
+     lambda: sdpa(q, k, v, attention_mask=torch.ones(2, 5, dtype=torch.bool, device="meta")),
+     ValueError, ["attention_mask is on meta", "q is on cpu"]),
+    ("sdpa alibi device", lambda: sdpa(q, k, v, alibi_slopes=torch.ones(2, device="meta")),
+     ValueError, ["alibi_slopes is on meta", "q is on cpu"]),
+    ("sdpa alibi int", lambda: sdpa(q, k, v, alibi_slopes=torch.ones(2, dtype=torch.long)),
+     ValueError, ["alibi_slopes", "floating point", "torch.int64"]),
     pytest.param(
         "sdpa mask device", lambda: sdpa(q, k, v, torch.ones(4, 5, dtype=torch.bool,
                                                               device="meta")),
@@ -147,6 +160,15 @@ CASES = [
      ["query", "8", "(1, 4, 6)"]),
     ("mha batch", lambda: mha(x, torch.randn(2, 4, 8)), ValueError,
      ["batch", "query has 1", "key has 2"]),
+    ("mha query device", lambda: mha(x.to("meta")), ValueError,
+     ["query is on meta", "q_proj.weight is on cpu"]),
+    ("mha key device", lambda: mha(x, x.to("meta")), ValueError,
+     ["query is on cpu", "key is on meta", "q_proj.weight is on cpu"]),
+    ("mha padding device", lambda: mha(x, **{PAD: torch.ones(1, 4, dtype=torch.bool,
+                                                              device="meta")}),
+     ValueError, [PAD, "is on meta"]),
+    ("mha mask device", lambda: mha(x, mask=torch.ones(4, 4, dtype=torch.bool, device="meta")),
+     ValueError, ["mask is on meta", "query is on cpu"]),
     ("mha key/value S", lambda: mha(x, torch.randn(1, 4, 8), torch.randn(1, 5, 8)), ValueError,
      ["key (1, 4, 8)", "value (1, 5, 8)"]),
     pytest.param(
@@ -207,6 +229,19 @@ CASES = [
         "combine int", lambda: masks.combine(torch.ones(2, 3, dtype=torch.long)), ValueError,
         ["torch.int64"],
     ),
+    ("combine devices", lambda: masks.combine(torch.ones(2, 2, dtype=torch.bool),
+                                              torch.ones(2, 2, dtype=torch.bool, device="meta")),
+     ValueError, ["mask 0 is on cpu", "mask 1 is on meta"]),
+    ("lengths meta", lambda: masks.padding_from_lengths(torch.ones(2, device="meta")),
+     ValueError, ["lengths", "meta"]),
+    ("describe meta", lambda: masks.describe(torch.ones(2, 2, dtype=torch.bool, device="meta")),
+     ValueError, ["mask", "meta"]),
+    ("describe int", lambda: masks.describe(torch.ones(2, 2, dtype=torch.long)), ValueError,
+     ["mask", "bool", "torch.int64"]),
+    ("rope positions device", lambda: apply_rope(q, torch.arange(4, device="meta")), ValueError,
+     ["x is on cpu", "positions is on meta"]),
+    ("rope int x", lambda: apply_rope(q.long(), torch.arange(4)), ValueError,
+     ["x", "floating-point", "torch.int64"]),
     # --- AttentionMap slicing -----------------------------------------------------------------
     ("map rows < 0", lambda: amap.rows(-1, 2), ValueError, ["query rows", "[0, 5]", "[-1, 2)"]),
     ("map rows > Lq", lambda: amap.rows(0, 9), ValueError, ["query rows", "[0, 9)"]),

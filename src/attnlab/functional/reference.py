@@ -62,7 +62,8 @@ def reference_attention(
     if hidden is not None:
         weights = weights.masked_fill(hidden, 0.0)  # a NaN row is NaN only where it looks
     dropped = torch.dropout(weights, dropout, training) if dropout > 0 and training else weights
-    return _value_product(dropped, v, hidden), weights  # (..., Lq, d_v), (..., Lq, Lk)
+    out = torch.where(live, _value_product(dropped, v, hidden), zero)  # 0·NaN is not 0
+    return out, weights  # (..., Lq, d_v), (..., Lq, Lk)
 
 
 def _value_product(w: Tensor, v: Tensor, hidden: Tensor | None) -> Tensor:

@@ -301,11 +301,8 @@ class MultiHeadAttention(nn.Module):
                 f"query and key must have the same batch size: query has {query.shape[0]}, "
                 f"key has {key.shape[0]}"
             )
-        weight = self.q_proj.weight
-        if not query.device == key.device == value.device == weight.device:
-            tensors = {"query": query, "key": key, "value": value, "q_proj.weight": weight}
-            check_one_device("one device", **tensors)
-        weight_dtype = weight.dtype
+        self._check_devices(query, key, value, mask, attention_mask)
+        weight_dtype = self.q_proj.weight.dtype
         for name, t in (("query", query), ("key", key), ("value", value)):
             if t.dtype != weight_dtype:
                 raise ValueError(
@@ -335,6 +332,22 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(
                     f"mask of shape {tuple(mask.shape)} cannot broadcast to (B, H, T, S) = {full}"
                 )
+
+    def _check_devices(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None,
+        attention_mask: Tensor | None,
+    ) -> None:  # fmt: skip
+        """Inputs and masks on the parameters' device (a few attribute reads when they are)."""
+        weight = self.q_proj.weight
+        if (
+            query.device == key.device == value.device == weight.device
+            and (mask is None or mask.device == weight.device)
+            and (attention_mask is None or attention_mask.device == weight.device)
+        ):
+            return
+        tensors = {"query": query, "key": key, "value": value, "mask": mask,
+                   "attention_mask": attention_mask, "q_proj.weight": weight}  # fmt: skip
+        check_one_device("one device", **{n: t for n, t in tensors.items() if t is not None})
 
     @classmethod
     def from_torch(cls, m: torch.nn.MultiheadAttention) -> MultiHeadAttention:

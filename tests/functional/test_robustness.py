@@ -144,6 +144,31 @@ def test_a_nan_value_after_a_causal_query_does_not_reach_it():
     assert out[0, 0, 30:, 3].isnan().all() and not out[0, 0, 30:, [0, 1, 2, 4]].isnan().any()
 
 
+@pytest.mark.parametrize("backend", attnlab.BACKENDS)
+def test_infinite_values_follow_ieee_arithmetic_over_the_visible_keys_only(backend):
+    """Row 0 adds +inf and −inf (NaN); row 1 sees +inf, and inf at a key of weight 0 (score
+    −inf): NaN; row 2 sees a NaN value; row 3 sees −inf. Hidden infinities reach no row."""
+    q, k, v = (torch.randn(1, 1, 4, 2) for _ in range(3))
+    q[..., 0] = q[..., 0].abs() + 0.5
+    k[0, 0, 3, 0] = -math.inf  # every query scores key 3 at −inf
+    v[0, 0, 0, 0], v[0, 0, 1, 0], v[0, 0, 2, 1], v[0, 0, 3, 1] = (
+        math.inf,
+        -math.inf,
+        math.nan,
+        math.inf,
+    )
+    visible = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]]).bool()
+    want_out, want_w = oracle(q, k, v, visible[None, None], 2**-0.5)
+    assert want_out[0, 0, :, 0].isnan().tolist() == [True, False, False, False]
+    assert want_out[0, 0, :, 1].isnan().tolist() == [False, True, True, False]
+    with attnlab.backend(backend):
+        out = scaled_dot_product_attention(q, k, v, visible).output
+        out_w, weights = scaled_dot_product_attention(q, k, v, visible, need_weights=True)
+    assert_same(out, want_out, q.dtype, "output")
+    assert_same(out_w, want_out, q.dtype, "output with weights")
+    assert_same(weights, want_w, q.dtype, "weights")
+
+
 @st.composite
 def module_cases(draw):
     n_heads = draw(st.sampled_from([1, 2]))

@@ -135,10 +135,11 @@ def scaled_dot_product_attention(
     observe.emit_step("k", k)
     observe.emit_step("v", v)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *bias.learned))
-    if q.device.type == "cpu" and not all_finite(q, k, v, *bias.learned):  # elsewhere: a sync
+    route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
+    # The reference kernel is exact for NaN/±inf; the fast ones are not (the flash kernel zeroes
+    # a row of NaN scores, products add 0·NaN from hidden keys). Elsewhere the check would sync.
+    if route != "reference" and q.device.type == "cpu" and not all_finite(q, k, v, *bias.learned):
         route, why = "reference", "NaN or ±inf in the inputs: the exact reference kernel"
-    else:
-        route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
     observe.emit_step("kernel", None, f"{route}: {why}")
     run = _ROUTES[route]
     out, weights = run(q, k, v, bias, scale, drop, need_weights)
@@ -158,6 +159,9 @@ def flash_layout(q: Tensor, k: Tensor, v: Tensor) -> bool:
         and q.numel() > 0 and k.numel() > 0 and v.numel() > 0
         and q.stride(-1) == 1 and k.stride(-1) == 1 and v.stride(-1) == 1
     )  # fmt: skip
+
+
+_SCALAR_MAX_KEYS = 64  # the flash kernel zeroes NaN rows below 16 keys (AVX-512); margin
 
 
 def _plain_flash(
@@ -190,11 +194,14 @@ def _plain_flash(
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     causal = causal and q.shape[-2] > 1
     out, lse = flash(q, k, v, 0.0, causal, scale=scale)[:2]  # (B, H, Lq, d_v), (B, H, Lq)
-    # Non-finite inputs, seen from the results alone (O(Lq), not a pass over the keys): the
-    # kernel writes output 0 and log-sum-exp 0 for a row whose scores are all NaN (a NaN query),
-    # and with causal a NaN/inf value leaks into the rows before it. The general route then
-    # finds the NaN and runs the exact kernel (an lse that is 0 by chance only costs time).
-    if not bool(lse.all()) or (causal and not math.isfinite(float(out.sum()))):
+    # Non-finite inputs, seen from the results alone (O(Lq), not a pass over the keys): with
+    # fewer than 16 keys (one vector) the kernel's max skips NaN and it writes output 0 and
+    # log-sum-exp 0 for a row of NaN scores (a NaN query); with causal a NaN/inf value leaks
+    # into the rows before it. The general route then finds the NaN and runs the exact kernel
+    # (an lse that is 0 by chance only costs time). Longer rows propagate NaN themselves.
+    if (k.shape[-2] < _SCALAR_MAX_KEYS and int(torch.count_nonzero(lse)) < lse.numel()) or (
+        causal and not math.isfinite(float(out.sum()))
+    ):
         return None
     return out
 

@@ -50,14 +50,14 @@ def check_has_values(name: str, t: Tensor) -> None:
 def all_finite(*tensors: Tensor | None) -> bool:
     """True when no tensor holds a NaN or ±inf: one sum per tensor (a sum that overflows counts as
     non-finite, which only sends the call to the exact route). Meta tensors count as finite."""
-    total = None
+    total = 0.0
     for t in tensors:
         if t is None or t.device.type == "meta":
             continue
-        t = t.detach()
-        s = t.sum(dtype=torch.float32) if t.dtype in (torch.float16, torch.bfloat16) else t.sum()
-        total = s if total is None else total + s
-    return total is None or math.isfinite(float(total))
+        t = t.detach() if t.requires_grad else t
+        half = t.dtype in (torch.float16, torch.bfloat16)
+        total += float(t.sum(dtype=torch.float32) if half else t.sum())  # inf − inf is NaN too
+    return math.isfinite(total)
 
 
 def default_scale(d_k: int) -> float:

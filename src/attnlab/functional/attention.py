@@ -22,7 +22,9 @@ reference when weights need gradients, and portable everywhere else (other devic
 dropout, softcap). Every route reports its call to an active capture: nothing is missed.
 
 Mask convention: **True = may attend** (SDPA's). Fully masked query rows give output 0 and
-weights 0, never NaN, on every route.
+weights 0, never NaN, on every route. Empty inputs give empty or zero results on every route.
+NaN/±inf inputs (on the CPU) run the exact reference kernel: NaN reaches exactly the rows that see
+it (see :func:`attnlab.functional.reference.reference_attention`).
 
 Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
 """
@@ -103,7 +105,8 @@ def scaled_dot_product_attention(
 
     Returns:
         ``AttentionResult(output, weights)``; ``weights`` is None unless ``need_weights``.
-        A query row with no visible key gets output 0 and weights 0.
+        A query row with no visible key gets output 0 and weights 0; Lk = 0 gives zeros and
+        Lq = 0 an empty output. A NaN reaches exactly the rows that see it.
     """
     plain = not (causal_alignment != "end" or window is not None or attention_mask is not None
                  or alibi_slopes is not None or softcap is not None)  # fmt: skip

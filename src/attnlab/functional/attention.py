@@ -203,7 +203,7 @@ def _plain_flash(
     # into the rows before it. The general route then finds the NaN and runs the exact kernel
     # (an lse that is 0 by chance only costs time). Longer rows propagate NaN themselves.
     if (k.shape[-2] < _SCALAR_MAX_KEYS and int(torch.count_nonzero(lse)) < lse.numel()) or (
-        causal and not math.isfinite(float(out.sum()))
+        causal and not math.isfinite(float(out.detach().sum()))
     ):
         return None
     return out

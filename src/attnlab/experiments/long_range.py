@@ -30,8 +30,9 @@ from attnlab.experiments.results import save_figure, write_json
 from attnlab.models.config import GPTConfig, ModelOutput
 from attnlab.models.gpt import GPT
 from attnlab.models.params import count_parameters
+from attnlab.train.loop import LoopResult
 
-__all__ = ["LongRangeConfig", "RecallTask", "RecurrentLM", "run"]
+__all__ = ["LongRangeConfig", "RecallTask", "RecurrentLM", "run", "train"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,18 @@ def build(kind: str, task: RecallTask, config: LongRangeConfig, target: int = 0)
     return RecurrentLM(kind, task.vocab_size, config.d_model, hidden)
 
 
+def train(kind: str, task: RecallTask, config: LongRangeConfig, target: int = 0
+          ) -> tuple[nn.Module, LoopResult]:  # fmt: skip
+    """Build a model (:func:`build`) and train it for ``config.steps`` steps on the task's
+    batches from a generator seeded by ``config.seed + d``: every kind sees the same batches."""
+    model = build(kind, task, config, target)
+    g = torch.Generator().manual_seed(config.seed + task.distance)
+    batches = lambda _: task.batch(g, config.batch)  # noqa: E731
+    trained = train_steps(model, batches, config.steps, lr=config.lr,
+                          desc=f"{kind} d={task.distance}")  # fmt: skip
+    return model, trained
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, task: RecallTask, config: LongRangeConfig) -> float:
     g = torch.Generator().manual_seed(config.seed + 10_000 + task.distance)  # unseen sequences
@@ -149,10 +162,7 @@ def run(config: LongRangeConfig, out_dir: str | Path) -> dict:
         task = RecallTask(d)
         target = count_parameters(build("transformer", task, config)).total
         for kind in ("transformer", "lstm", "gru"):
-            model = build(kind, task, config, target)
-            g = torch.Generator().manual_seed(config.seed + d)  # same batches for every model
-            batches = lambda _, t=task, g=g: t.batch(g, config.batch)  # noqa: E731
-            trained = train_steps(model, batches, config.steps, lr=config.lr, desc=f"{kind} d={d}")
+            model, trained = train(kind, task, config, target)
             per_step = trained.seconds / config.steps
             result["runs"].setdefault(kind, {})[str(d)] = {
                 "parameters": count_parameters(model).total,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from attnlab.experiments import coreference, heads, long_range, masking, scaling
+from attnlab.experiments import coreference, faithfulness, heads, long_range, masking, scaling
 
 __all__ = ["EXPERIMENTS", "run_experiment"]
 
@@ -23,6 +23,11 @@ EXPERIMENTS: dict[str, tuple[type, Callable[..., dict], str]] = {
         coreference.CoreferenceConfig,
         coreference.run,
         'does "it" attend to its antecedent?',
+    ),
+    "faithfulness": (
+        faithfulness.FaithfulnessConfig,
+        faithfulness.run,
+        "which measure finds the token the model used?",
     ),
 }
 

@@ -1,7 +1,7 @@
 """Rollout and value norms on long documents: streamed single-target measures vs the forward.
 
     python -m benchmarks.measures            # N = 2048, 4096, 8192 and the full rollout at 2048
-    python -m benchmarks.measures --quick    # a smoke run
+    python -m benchmarks.measures --quick    # a smoke run (N = 256, all cases in one process)
 
 Model: a BertModel of MiniLM's shape (6 layers, 12 heads, hidden 384) with random weights and
 max_position_embeddings = 8192 (no pretrained model that long ships offline), SDPA attention,
@@ -16,9 +16,10 @@ one text of N random tokens, 2 threads. Each case runs in a fresh process:
 * at N = 2048, ``rollout-full`` (capture + the (N, N) rollout) against
   ``rollout-dense-reference``: eager attention with ``output_attentions=True`` and the formula
   (½·mean_h A + ½·I, multiplied through the layers) in plain PyTorch.
-Time is the median of repetitions; peak memory is the growth of resident memory (VmHWM) over
-the loaded model and inputs during the first call, compared with what the dense maps alone
-take (6·12·N²·4 bytes; target: at most a tenth).
+Time is the median of repetitions, as wall time and as the process's CPU time (all threads;
+steadier than wall time when other work shares the cores); peak memory is the growth of
+resident memory (VmHWM) over the loaded model and inputs during the first call, compared with
+what the dense maps alone take (6·12·N²·4 bytes; target: at most a tenth).
 """
 
 from __future__ import annotations
@@ -99,12 +100,14 @@ def run_case(mode: str, n: int, reps: int) -> dict:
         kept = fn()  # the result stays alive for the measurement, as a user keeps it
         peak = peak_rss_mb() - base
         del kept
-        times = []
+        times, cpu = [], []
         for _ in range(reps):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "peak_mb": peak}
+            cpu.append(time.process_time() - start_cpu)
+    return {"seconds": statistics.median(times), "cpu_seconds": statistics.median(cpu),
+            "peak_mb": peak}  # fmt: skip
 
 
 def _in_fresh_process(mode: str, n: int, reps: int) -> dict:
@@ -126,14 +129,17 @@ def main() -> None:
         return
     sizes, full_at, reps = ((256,), 256, 1) if args.quick else ((2048, 4096, 8192), 2048, 3)
     cases = [(mode, n) for n in sizes for mode in TARGETED] + [(m, full_at) for m in FULL]
-    print("| N | case | ms | time / forward | peak MB | peak / dense maps |")
-    print("|---|---|---|---|---|---|")
-    forward: dict[int, float] = {}
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
+    print("| N | case | ms | time / forward | CPU ms | CPU / forward | peak MB | "
+          "peak / dense maps |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    forward: dict[int, dict] = {}
     for mode, n in cases:
-        r = _in_fresh_process(mode, n, reps)
-        forward.setdefault(n, r["seconds"])  # each N's first case is the plain forward
+        r = run_case(mode, n, reps) if args.quick else _in_fresh_process(mode, n, reps)
+        f = forward.setdefault(n, r)  # each N's first case is the plain forward
         dense_mb = LAYERS * HEADS * n * n * 4 / 2**20
-        print(f"| {n} | {mode} | {r['seconds'] * 1e3:,.0f} | {r['seconds'] / forward[n]:.2f} | "
+        print(f"| {n} | {mode} | {r['seconds'] * 1e3:,.0f} | {r['seconds'] / f['seconds']:.2f} | "
+              f"{r['cpu_seconds'] * 1e3:,.0f} | {r['cpu_seconds'] / f['cpu_seconds']:.2f} | "
               f"{r['peak_mb']:,.0f} | {r['peak_mb'] / dense_mb:.3f} |", flush=True)  # fmt: skip
 
 

@@ -69,36 +69,41 @@ def value_norms(
         )
     result = {}
     for name in chosen:
-        f = _transformed_values(values[name], projections[name])  # (B, H, T, D)
-        result[name] = _norms(maps[name], f, target, combine_heads)
+        v, w = _heads_of(values[name], projections[name])
+        result[name] = _norms(maps[name], v, w, target, combine_heads)
     return result
 
 
-def _transformed_values(v: Tensor, w_out: Tensor) -> Tensor:
-    """f_h(x_j) = v_j^h · W_O^h: v (B, H_kv, T, d), W_O (D, H·d) → (B, H, T, D)."""
+def _heads_of(v: Tensor, w_out: Tensor) -> tuple[Tensor, Tensor]:
+    """Values per query head and W_O per head: v (B, H_kv, T, d), W_O (D, H·d) → v (B, H, T, d)
+    and w (D, H, d), so that f_h(x_j) = v[:, h, j] · w[:, h]ᵀ. f itself, (B, H, T, D), is never
+    formed: it would be as large as the model's hidden states times H."""
     D, width = w_out.shape
     d = v.shape[-1]
     H = width // d
     v = v.repeat_interleave(H // v.shape[1], dim=1).float()  # (B, H, T, d)
-    w = w_out.float().reshape(D, H, d)  # head h's slice: columns h·d … (h + 1)·d
-    return torch.einsum("bhtd,Dhd->bhtD", v, w)
+    return v, w_out.float().reshape(D, H, d)  # head h's slice: columns h·d … (h + 1)·d
 
 
-def _norms(amap: AttentionMap, f: Tensor, target: int | None, combine: bool) -> Tensor:
+def _norms(amap: AttentionMap, v: Tensor, w: Tensor, target: int | None, combine: bool
+           ) -> Tensor:  # fmt: skip
     B, H, T, _ = amap.shape
     if target is not None:
         if isinstance(target, bool) or not isinstance(target, int) or not -T <= target < T:
             raise ValueError(f"target must be a position in [0, {T}); got {target!r}")
         rows = [(target % T, target % T + 1)]
     else:
-        block = max(1, _TILE_BYTES // max(1, B * H * amap.shape[3] * f.shape[-1] * 4))
+        block = max(1, _TILE_BYTES // max(1, B * H * amap.shape[3] * v.shape[-1] * 4))
         rows = [(s, min(T, s + block)) for s in range(0, T, block)]
-    sizes = f.norm(dim=-1)  # ‖f_h(x_j)‖: (B, H, Tk)
+    if not combine:  # ‖f_h(x_j)‖² = v_j^h G_h v_j^hᵀ with G_h = W_O^hᵀ W_O^h (d × d)
+        gram = torch.einsum("Dhd,Dhe->hde", w, w)
+        sizes = torch.einsum("bhtd,hde,bhte->bht", v, gram, v).clamp_min(0).sqrt()  # (B, H, Tk)
     parts = []
     for start, stop in rows:
         alpha = amap.rows(start, stop)  # (B, H, rows, Tk)
-        if combine:  # ‖Σ_h α^h_ij f_h(x_j)‖: (B, rows, Tk)
-            parts.append(torch.einsum("bhik,bhkD->bikD", alpha, f).norm(dim=-1))
+        if combine:  # ‖Σ_h α^h_ij f_h(x_j)‖ = ‖Σ_h (α^h_ij v_j^h) W_O^hᵀ‖: (B, rows, Tk)
+            moved = alpha[..., None] * v[:, :, None]  # (B, H, rows, Tk, d)
+            parts.append(torch.einsum("bhikd,Dhd->bikD", moved, w).norm(dim=-1))
         else:
             parts.append(alpha * sizes[:, :, None, :])
     out = torch.cat(parts, dim=-2)

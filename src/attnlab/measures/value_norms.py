@@ -155,6 +155,7 @@ def _hf_recording(model: nn.Module, layers: dict[str, nn.Module], values: dict[s
             if out.untyped_storage().data_ptr() == ptr and names[key] not in projections:
                 projections[names[key]] = weight
                 values[names[key]] = v
+                del records[key]  # found: its output need not be held to the end of the forward
 
     token = value_records.set(records)
     handle = nn.modules.module.register_module_forward_pre_hook(find)

@@ -12,6 +12,16 @@ import torch
 import transformers as tf
 
 SMALL = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96)
+SEQ2SEQ = dict(
+    vocab_size=97,
+    d_model=64,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=96,
+    decoder_ffn_dim=96,
+)  # BART, Marian, Whisper
 DECODER = dict(SMALL, vocab_size=97, max_position_embeddings=128, num_key_value_heads=2)
 
 
@@ -103,14 +113,7 @@ ZOO: dict[str, Arch] = {
         _make(
             tf.BartConfig,
             tf.BartForConditionalGeneration,
-            vocab_size=97,
-            d_model=64,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=96,
-            decoder_ffn_dim=96,
+            **SEQ2SEQ,
             max_position_embeddings=128,
         ),
         "seq2seq",
@@ -120,14 +123,7 @@ ZOO: dict[str, Arch] = {
         _make(
             tf.MarianConfig,
             tf.MarianMTModel,
-            vocab_size=97,
-            d_model=64,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=96,
-            decoder_ffn_dim=96,
+            **SEQ2SEQ,
             max_position_embeddings=128,
             pad_token_id=96,
             decoder_start_token_id=96,
@@ -157,14 +153,7 @@ ZOO: dict[str, Arch] = {
         _make(
             tf.WhisperConfig,
             tf.WhisperForConditionalGeneration,
-            vocab_size=97,
-            d_model=64,
-            encoder_layers=2,
-            decoder_layers=2,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=96,
-            decoder_ffn_dim=96,
+            **SEQ2SEQ,
             num_mel_bins=8,
             max_source_positions=16,
             max_target_positions=64,

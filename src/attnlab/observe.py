@@ -67,6 +67,9 @@ class AttentionCall:
     bias: AttentionBias  # for (B, H, Lq, Lk)
     scale: float
     lse: Tensor  # (B, H, Lq)  log-sum-exp of each query row's scaled, biased scores
+    # (H,) logits of attention sinks (GPT-OSS), included in lse: rows then sum to
+    # 1 − exp(sink − lse); None: every row sums to 1 (0 for a row that sees no key)
+    sinks: Tensor | None = None
 
 
 class Observer:

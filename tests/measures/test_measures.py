@@ -12,6 +12,8 @@ from attnlab import measures
 from attnlab.models.config import GPTConfig
 from attnlab.models.gpt import GPT
 
+from ..inspection.test_received import map_and_weights
+
 
 def tiny_gpt2() -> torch.nn.Module:
     torch.manual_seed(0)
@@ -60,6 +62,35 @@ def test_rollout_equals_the_dense_formula_with_padding(build) -> None:
     np.testing.assert_allclose(got[0], want[0], atol=1e-5)
     np.testing.assert_allclose(got[1][np.ix_(real, real)], want[1][np.ix_(real, real)], atol=1e-5)
     np.testing.assert_allclose(got[0].sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("heads", ["mean", 1, "max"])
+@pytest.mark.parametrize("kind", ["causal, padded, sinks", "key mask, grouped", "plain"])
+def test_streamed_rollout_equals_the_formula_on_sinks_padding_and_masks(kind, heads) -> None:
+    """Rows that sum to less than 1 (sinks) or to 0 (padding) are renormalised as the paper's
+    Â = norm(r·I + (1 − r)·A) says; three layers; every target of every text."""
+    case = {"b": 2, "h_kv": 2, "groups": 1, "n": 9, "causal": False, "padding": False,
+            "key_mask": None, "sinks": False}  # fmt: skip
+    case |= {"causal, padded, sinks": {"causal": True, "padding": True, "sinks": True},
+             "key mask, grouped": {"key_mask": "float", "groups": 2},
+             "plain": {}}[kind]  # fmt: skip
+    layers = [map_and_weights(case | {"seed": seed}) for seed in range(3)]
+    R = torch.eye(9, dtype=torch.float64).expand(2, 9, 9)
+    for _, weights, _ in layers:
+        A = (
+            weights.mean(1)
+            if heads == "mean"
+            else weights.amax(1)
+            if heads == "max"
+            else weights[:, heads]
+        )
+        mixed = 0.5 * torch.eye(9, dtype=torch.float64) + 0.5 * A
+        R = (mixed / mixed.sum(-1, keepdim=True)) @ R
+    maps = [amap for amap, _, _ in layers]
+    torch.testing.assert_close(measures.rollout(maps, heads=heads).double(), R, atol=1e-5, rtol=0)
+    for target in range(9):
+        row = measures.rollout(maps, target=target, heads=heads)
+        torch.testing.assert_close(row.double(), R[:, target], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("target", [0, 4, -1])

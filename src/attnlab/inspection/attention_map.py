@@ -35,6 +35,7 @@ __all__ = ["AttentionMap"]
 
 _ROWS_PER_BLOCK_BYTES = 64 * 2**20  # tile budget for streamed reductions
 _FORMAT = "attnlab.AttentionMap/2"
+_FLOOR = -1e30  # log-weights below this are 0: a finite floor keeps the kernel free of −inf rows
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class AttentionMap:
     lse: Tensor  # (B, H, Lq) log-sum-exp of each row's scaled, biased scores
     scale: float
     bias: AttentionBias | None = None  # mask, causal rule, padding, ALiBi, softcap; None: none
+    # (H,) logits of attention sinks (GPT-OSS) already included in lse: rows then sum to
+    # 1 − exp(sink − lse) (see row_mass); None: no sinks
+    sinks: Tensor | None = None
 
     def __post_init__(self) -> None:
         lq, lk = self.q.shape[-2], self.k.shape[-2]
@@ -71,7 +75,7 @@ class AttentionMap:
     @property
     def nbytes(self) -> int:
         """Bytes this map holds (compare: a dense float32 map is 4·B·H·Lq·Lk)."""
-        tensors = [self.q, self.k, self.lse]
+        tensors = [t for t in (self.q, self.k, self.lse, self.sinks) if t is not None]
         bias = 0 if self.bias is None else self.bias.nbytes
         return sum(t.numel() * t.element_size() for t in tensors) + bias
 
@@ -136,15 +140,42 @@ class AttentionMap:
             parts.append(-(tile * logs).sum(-1))
         return torch.cat(parts, dim=2)
 
+    def row_mass(self) -> Tensor:
+        """What each query row's weights sum to: (B, H, Lq); 1, or 0 for a row that sees no key,
+        or 1 − exp(sink − lse) with attention sinks. O(Lq): read from lse, no row recomputed."""
+        seen = torch.isfinite(self.lse)
+        mass = seen.to(torch.float32)
+        if self.sinks is not None:
+            sink = self.sinks.to(self.lse.device, torch.float32).view(1, -1, 1)  # (1, H, 1)
+            kept = -torch.expm1(sink - self.lse.float())  # 1 − exp(sink − lse)
+            mass = torch.where(seen, kept, mass)
+        return mass
+
     def mean_over_heads(self, start: int = 0, stop: int | None = None) -> Tensor:
         """Head-averaged weights for query rows [start, stop): (B, rows, Lk)."""
         return self.rows(start, stop).mean(dim=1)
 
-    def received(self) -> Tensor:
-        """Total attention each key receives, summed over queries: (B, H, Lk)."""
-        total = torch.zeros(*self.shape[:2], self.shape[3], device=self.q.device)
-        for _, _, tile in self._blocks():
-            total += tile.sum(dim=2)
+    def received(self, weights: Tensor | None = None) -> Tensor:
+        """Attention each key receives, summed over query rows: (B, H, Lk). With ``weights``
+        (broadcastable to (B, H, Lq)), row i counts weights[..., i] times: Σ_i w_i·A[i, :], the
+        product that streamed rollout pushes through a layer.
+
+        Where the map allows it (CPU, float32, no window, ALiBi or softcap, masks on keys only)
+        non-negative weights run as one call of PyTorch's flash kernel with queries and keys
+        swapped (:func:`_received_by_kernel`): the cost of the layer's forward attention, no
+        (rows, Lk) tile. Otherwise rows are recomputed block by block."""
+        B, H, Lq, Lk = self.shape
+        if weights is not None:
+            weights = weights.to(self.q.device, torch.float32).expand(B, H, Lq)
+        fast = _received_by_kernel(self, weights)
+        if fast is not None:
+            return fast
+        total = torch.zeros(B, H, Lk, device=self.q.device)
+        for start, stop, tile in self._blocks():
+            if weights is None:
+                total += tile.sum(dim=2)
+            else:  # (B, H, rows) · (B, H, rows, Lk) → (B, H, Lk)
+                total += torch.einsum("bhr,bhrk->bhk", weights[:, :, start:stop], tile)
         return total
 
     def pooled(self, size: int) -> Tensor:
@@ -182,13 +213,16 @@ class AttentionMap:
     def to_device(self, device: torch.device | str) -> AttentionMap:
         bias = None if self.bias is None else self.bias.map_tensors(lambda t: t.to(device))
         q, k, lse = (t.to(device) for t in (self.q, self.k, self.lse))
-        return replace(self, q=q, k=k, lse=lse, bias=bias)
+        sinks = None if self.sinks is None else self.sinks.to(device)
+        return replace(self, q=q, k=k, lse=lse, bias=bias, sinks=sinks)
 
     def save(self, path: str | Path) -> Path:
         """Write as safetensors (atomically: a temporary file, then rename)."""
         from safetensors.torch import save_file
 
         tensors = {"q": self.q, "k": self.k, "lse": self.lse}
+        if self.sinks is not None:
+            tensors["sinks"] = self.sinks.detach()
         meta = {"format": _FORMAT, "scale": repr(self.scale)}
         if self.bias is not None:
             bias_tensors, bias_meta = self.bias.state()
@@ -218,7 +252,16 @@ class AttentionMap:
             bias = AttentionBias(lq, lk, mask=tensors.get("bias"), causal=causal)
         else:
             raise ValueError(f"{path} is not an attnlab AttentionMap (metadata {meta})")
-        return cls(q=q, k=k, lse=lse, scale=float(meta["scale"]), bias=bias)
+        return cls(q=q, k=k, lse=lse, scale=float(meta["scale"]), bias=bias,
+                   sinks=tensors.get("sinks"))  # fmt: skip
+
+    def of_heads(self, heads: slice | int) -> AttentionMap:
+        """The map of heads ``heads`` alone: (B, H', Lq, Lk), H' = 1 for an int."""
+        h = self._heads(heads)
+        sinks = None if self.sinks is None else self.sinks[h]
+        keys = self._keys_of_heads(h)
+        return replace(self, q=self.q[:, h], k=keys, lse=self.lse[:, h],
+                       bias=self._bias_of_heads(h), sinks=sinks)  # fmt: skip
 
     def _keys_of_heads(self, h: slice) -> Tensor:
         """The keys query heads ``h`` use: (B, H', Lk, d); head i reads key head i // groups."""
@@ -259,3 +302,56 @@ class AttentionMap:
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+def _received_by_kernel(amap: AttentionMap, weights: Tensor | None) -> Tensor | None:
+    """Σ_i w_i·A[i, :] (B, H, Lk) from one call of PyTorch's CPU flash kernel, or None where the
+    map or the weights do not allow it (the caller then recomputes rows block by block).
+
+    With queries and keys swapped, key j asks "query" i with the additive bias
+    b_i = log w_i − lse_i; the kernel returns, besides an unused output, the log-sum-exp
+    lse'_j = log Σ_i exp(q_i·k_j·scale + b_i) = log Σ_i w_i·A[i, j]. The causal triangle
+    (j ≤ i) becomes the kernel's own causal rule with both sequences reversed; masks on keys
+    only ((..., 1, Lk), bool or additive) and padding multiply key j's result afterwards.
+    """
+    from attnlab.functional.backends import flash_cpu_kernel
+
+    bias = amap.bias
+    B, H, Lq, Lk = amap.shape
+    mask = None if bias is None else bias.mask
+    if (
+        amap.q.device.type != "cpu" or amap.q.dtype != torch.float32
+        or amap.k.dtype != torch.float32 or 0 in amap.shape
+        or (weights is not None and not bool((weights >= 0).all()))
+    ):  # fmt: skip
+        return None
+    if bias is not None and (
+        bias.window is not None or bias.alibi_slopes is not None or bias.softcap is not None
+        or (bias.causal and (bias.offset != 0 or Lq != Lk))
+        or (mask is not None and (mask.dim() < 2 or mask.shape[-2] != 1))
+    ):  # fmt: skip
+        return None
+    kernel = flash_cpu_kernel()
+    if kernel is None:
+        return None
+    causal = bias is not None and bias.causal
+    log_w = torch.zeros(()) if weights is None else weights.log()
+    row_bias = torch.where(torch.isfinite(amap.lse), log_w - amap.lse, -math.inf)
+    row_bias = row_bias.clamp_min(_FLOOR).unsqueeze(2)  # (B, H, 1, Lq)
+    queries = amap._keys_of_heads(slice(None))  # (B, H, Lk, d): the keys ask
+    keys = amap.q  # (B, H, Lq, d): the queries answer
+    if causal:  # i ≥ j becomes i' ≤ j' on reversed positions: the kernel's causal rule
+        queries, keys, row_bias = queries.flip(2), keys.flip(2), row_bias.flip(3)
+    ones = torch.ones(B, H, Lq, amap.q.shape[-1])  # values: the output is not used
+    with torch.no_grad():
+        _, lse = kernel(queries.contiguous(), keys.contiguous(), ones, 0.0, causal,
+                        attn_mask=row_bias.contiguous(), scale=amap.scale)  # fmt: skip
+    if causal:
+        lse = lse.flip(2)
+    total = lse.exp()  # (B, H, Lk)
+    if mask is not None:  # a mask on keys only: (..., 1, Lk) → (B, H, Lk)
+        key_mask = mask.squeeze(-2).expand(B, H, Lk)
+        total = total * (key_mask if key_mask.dtype == torch.bool else key_mask.exp())
+    if bias is not None and bias.attention_mask is not None:
+        total = total * bias.attention_mask[:, None, :]
+    return total

@@ -81,7 +81,7 @@ class Capture(observe.Observer, dict):
         bias = None if call.bias.is_empty else call.bias.map_tensors(lambda t: t.detach())
         amap = AttentionMap(
             q=call.q.detach(), k=call.k.detach(), lse=call.lse.detach(), scale=call.scale,
-            bias=bias,
+            bias=bias, sinks=call.sinks,
         )  # fmt: skip
         amap = self._chain(name, amap)
         self.calls.append((name, amap))

@@ -111,14 +111,17 @@ def attention_forward(
         out = edits[id(module)](out)
     weights = None
     if observe.wants_attention() or _weights_requested(kwargs):
-        call = observe.AttentionCall(q=query.detach(), k=key.detach(), bias=bias, scale=scale,
-                                     lse=lse.detach())  # fmt: skip
+        call = observe.AttentionCall(
+            q=query.detach(), k=key.detach(), bias=bias, scale=scale, lse=lse.detach(),
+            sinks=None if sinks is None else sinks.detach().to(lse.dtype).reshape(H),
+        )  # fmt: skip
         with observe.scope(module):
             observe.emit_attention(call)
         if _weights_requested(kwargs):
             from attnlab.inspection.attention_map import AttentionMap
 
-            amap = AttentionMap(q=call.q, k=call.k, lse=call.lse, scale=scale, bias=bias)
+            amap = AttentionMap(q=call.q, k=call.k, lse=call.lse, scale=scale, bias=bias,
+                                sinks=call.sinks)  # fmt: skip
             weights = amap.rows().to(query.dtype)
     out = out.transpose(1, 2).contiguous()  # (B, Lq, H, d_v)
     records = value_records.get()

@@ -82,7 +82,7 @@ class StepChain:
             start = self.n_keys + lq - lk
             self._store(amap.k[:, :, lk - lq :])
         keys = self._keys[:, :, start : start + lk]  # a view: the step keeps no copy
-        step = AttentionMap(q=amap.q, k=keys, lse=amap.lse, scale=amap.scale, bias=amap.bias)
+        step = replace(amap, k=keys)
         self._steps.append((step, start))
         return step
 
@@ -118,7 +118,8 @@ class StepChain:
         softcap = steps[0].bias.softcap if steps[0].bias is not None else None
         joined_bias = AttentionBias(rows, self.n_keys, mask=bias, softcap=softcap)
         keys = self._keys[:, :, : self.n_keys]
-        return AttentionMap(q=q, k=keys, lse=lse, scale=steps[0].scale, bias=joined_bias)
+        return AttentionMap(q=q, k=keys, lse=lse, scale=steps[0].scale, bias=joined_bias,
+                            sinks=steps[0].sinks)  # fmt: skip
 
 
 def _owned(k: Tensor) -> Tensor:

@@ -127,7 +127,20 @@ def _mixed(tile: Tensor, start: int, residual: float) -> Tensor:
 
 
 def _push(r: Tensor, amap: AttentionMap, heads: str | int, residual: float) -> Tensor:
-    """r·Â for one layer: (B, T) → (B, T), reading only the rows where r is not 0."""
+    """r·Â for one layer: (B, T) → (B, T).
+
+    For one head or the head mean, Â is linear in the weights up to its row normalisation:
+    with z_i = residual + (1 − residual)·mass_i (row i's sum before normalising; mass from
+    :meth:`AttentionMap.row_mass`) and c = r / z, r·Â = residual·c + (1 − residual)·c·A, where
+    c·A = Σ_i c_i·A[i, :] is :meth:`AttentionMap.received` (one flash-kernel call where the map
+    allows it). Max and min over heads are not linear: their rows are recomputed block by
+    block, reading only rows where r is not 0."""
+    if heads in ("mean",) or (isinstance(heads, int) and not isinstance(heads, bool)):
+        one = amap if heads == "mean" else amap.of_heads(heads)
+        mass = one.row_mass().mean(dim=1)  # (B, T)
+        z = (residual + (1.0 - residual) * mass).clamp_min(torch.finfo(torch.float32).tiny)
+        c = r / z
+        return residual * c + (1.0 - residual) * one.received(c[:, None]).mean(dim=1)
     live = r.abs().sum(0).nonzero().flatten()
     out = torch.zeros_like(r)
     if live.numel() == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -64,11 +66,18 @@ def test_rollout_equals_the_dense_formula_with_padding(build) -> None:
     np.testing.assert_allclose(got[0].sum(-1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("route", ["kernel", "rows"])
 @pytest.mark.parametrize("heads", ["mean", 1, "max"])
 @pytest.mark.parametrize("kind", ["causal, padded, sinks", "key mask, grouped", "plain"])
-def test_streamed_rollout_equals_the_formula_on_sinks_padding_and_masks(kind, heads) -> None:
+def test_streamed_rollout_equals_the_formula_on_sinks_padding_and_masks(
+    kind, heads, route, monkeypatch
+) -> None:
     """Rows that sum to less than 1 (sinks) or to 0 (padding) are renormalised as the paper's
-    Â = norm(r·I + (1 − r)·A) says; three layers; every target of every text."""
+    Â = norm(r·I + (1 − r)·A) says; three layers; every target of every text; each layer's
+    r·Â by the kernel call and by recomputed rows."""
+    monkeypatch.setattr(
+        sys.modules["attnlab.measures.rollout"], "_FEW_ROWS", 0 if route == "kernel" else 10**9
+    )
     case = {"b": 2, "h_kv": 2, "groups": 1, "n": 9, "causal": False, "padding": False,
             "key_mask": None, "sinks": False}  # fmt: skip
     case |= {"causal, padded, sinks": {"causal": True, "padding": True, "sinks": True},

@@ -35,7 +35,8 @@ from attnlab.inspection.attention_map import AttentionMap
 __all__ = ["HEAD_REDUCTIONS", "reduce_heads", "rollout", "self_attention_maps"]
 
 HEAD_REDUCTIONS = ("mean", "max", "min")
-_TILE_BYTES = 64 * 2**20
+_TILE_BYTES = 32 * 2**20  # rows recomputed at a time (B, H, rows, T)
+_FEW_ROWS = 64  # r·Â over at most this many rows is recomputed, not one kernel call
 
 
 def self_attention_maps(maps: Mapping[str, AttentionMap] | Sequence[AttentionMap]
@@ -134,14 +135,17 @@ def _push(r: Tensor, amap: AttentionMap, heads: str | int, residual: float) -> T
     :meth:`AttentionMap.row_mass`) and c = r / z, r·Â = residual·c + (1 − residual)·c·A, where
     c·A = Σ_i c_i·A[i, :] is :meth:`AttentionMap.received` (one flash-kernel call where the map
     allows it). Max and min over heads are not linear: their rows are recomputed block by
-    block, reading only rows where r is not 0."""
-    if heads in ("mean",) or (isinstance(heads, int) and not isinstance(heads, bool)):
+    block, reading only rows where r is not 0; so are layers where r has few rows that are
+    not 0 (the top layer of a target: its one row)."""
+    live = r.abs().sum(0).nonzero().flatten()
+    span = int(live[-1]) + 1 - int(live[0]) if live.numel() else 0
+    linear = heads == "mean" or (isinstance(heads, int) and not isinstance(heads, bool))
+    if linear and span > _FEW_ROWS:
         one = amap if heads == "mean" else amap.of_heads(heads)
         mass = one.row_mass().mean(dim=1)  # (B, T)
         z = (residual + (1.0 - residual) * mass).clamp_min(torch.finfo(torch.float32).tiny)
         c = r / z
         return residual * c + (1.0 - residual) * one.received(c[:, None]).mean(dim=1)
-    live = r.abs().sum(0).nonzero().flatten()
     out = torch.zeros_like(r)
     if live.numel() == 0:
         return out

@@ -23,6 +23,7 @@ SUBCOMMANDS: list[str] = [
     "trace",
     "inspect",
     "show",
+    "explain",
     "train",
     "generate",
     "evaluate",

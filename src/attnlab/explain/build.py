@@ -1,0 +1,162 @@
+"""``explain(text)``: one attention computation of a real model, step by step, as data and as a
+page. What ``attnlab explain`` runs.
+
+The numbers come from the model itself: its real forward is run once with hooks
+(:mod:`attnlab.explain.anatomy`), the attention is recomputed step by step from the hooked Q, K, V
+and the model's own W_O, LayerNorm and feed-forward modules (:mod:`attnlab.explain.walk`), and the
+result is checked against the model's own hidden state before the page is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from attnlab.explain.anatomy import Anatomy, anatomy_of
+from attnlab.explain.pitfalls import check_pitfall, pitfall_variant, shapes_pitfall
+from attnlab.explain.walk import Variant, raw_scores, walk
+
+__all__ = ["MAX_TOKENS", "Explanation", "explain"]
+
+MAX_TOKENS = 64  # a walk by hand: every card lists each key (`attnlab show` draws long texts)
+TOLERANCE = 1e-4  # the walk must reproduce the model's hidden state (measured: ~1e-6)
+
+
+@dataclass
+class Explanation:
+    """The walk-through's data: tokens, the fixed steps (embeddings, Q, K, V, raw scores) and,
+    per :class:`Variant`, every later step. ``variants[model_variant.key]["final"][i]`` is the
+    model's own hidden state of token i after ``layer`` (checked to :data:`TOLERANCE`)."""
+
+    text: str
+    model_name: str
+    tokens: list[str]
+    ids: list[int]
+    layer: int
+    anatomy: Anatomy
+    fixed: dict[str, Tensor]
+    variants: dict[str, dict[str, Tensor]]
+    model_variant: Variant
+    start: dict  # token, head, scale, mask, pitfall: the view the page opens on
+    max_difference: float  # |walk's final − model's hidden state|, max over tokens and dims
+    shapes: dict | None = None  # the shapes pitfall's record
+    title: str = field(default="")
+
+    @property
+    def final(self) -> Tensor:  # (T, D): the walk's output, the model's own variant
+        return self.variants[self.model_variant.key]["final"]
+
+    def render(self) -> str:
+        from attnlab.explain.page import render_explanation
+
+        return render_explanation(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the self-contained page atomically; the path comes last, as everywhere."""
+        from attnlab.atomic import write_text
+
+        return write_text(path, self.render())
+
+    def _repr_html_(self) -> str:  # inline in Jupyter, isolated in an iframe like viz.html.Page
+        import html
+
+        return (
+            f'<iframe srcdoc="{html.escape(self.render(), quote=True)}" '
+            "style='width:100%;height:720px;border:0'></iframe>"
+        )
+
+
+def explain(
+    text: str, *, model: nn.Module | None = None, tokenizer=None, layer: int = 0, head: int = 0,
+    token: str | None = None, pitfall: str | None = None, model_name: str | None = None,
+) -> Explanation:  # fmt: skip
+    """Walk one attention computation of ``model`` (default: the bundled all-MiniLM-L6-v2) on
+    ``text``: layer ``layer``, opening on ``head`` and ``token`` (a token's text; default the
+    last word-piece before the end marker, or the last token). ``pitfall`` (``scaling``,
+    ``mask``, ``shapes``) opens the page with that mistake made, next to the correct numbers.
+
+    ``model``: a Hugging Face BERT-family encoder or an attnlab GPT; ``tokenizer``: a Hugging
+    Face tokenizer, or attnlab's character / BPE tokenizer (``encode``, ``decode``)."""
+    check_pitfall(pitfall)
+    if model is None:
+        from attnlab.inspection.pretrained import load_minilm
+
+        model, tokenizer = load_minilm()
+        model_name = model_name or "all-MiniLM-L6-v2"
+    elif tokenizer is None:
+        raise ValueError("a tokenizer is needed with a custom model: explain(text, model=..., "
+                         "tokenizer=...)")  # fmt: skip
+    ids, tokens, extra = _tokenize(text, tokenizer)
+    if len(ids) > MAX_TOKENS:
+        raise ValueError(f"text is {len(ids)} tokens long; explain walks at most {MAX_TOKENS} "
+                         "(attnlab show draws long texts)")  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        anatomy = anatomy_of(model, torch.tensor([ids]), layer, **extra)
+    finally:
+        model.train(was_training)
+    check_pitfall(pitfall, anatomy)
+    if not 0 <= head < anatomy.n_heads:
+        raise ValueError(
+            f"--head must lie in [0, {anatomy.n_heads - 1}] for this model; got {head}"
+        )
+    index = _token_index(tokens, token, anatomy.kind)
+    own = Variant(scale=True, causal=anatomy.causal)
+    masks = (True, False) if anatomy.kind == "gpt" else (False,)
+    variants = {v.key: walk(anatomy, v) for v in (Variant(s, m) for s in (True, False)
+                                                   for m in masks)}  # fmt: skip
+    difference = float((variants[own.key]["final"] - anatomy.hidden_state).abs().max())
+    if not difference <= TOLERANCE:
+        raise ValueError(
+            f"the step-by-step walk does not reproduce {type(model).__name__}'s hidden state "
+            f"(max difference {difference:.2e}): its layer is not laid out as explain assumes"
+        )
+    fixed = {name: anatomy.parts[name] for name in _FIXED[anatomy.kind]}
+    fixed["scores"] = raw_scores(anatomy)
+    fixed["hidden_state"] = anatomy.hidden_state
+    opening = pitfall_variant(pitfall, own)
+    name = model_name or type(model).__name__
+    return Explanation(
+        text=text, model_name=name, tokens=tokens, ids=ids, layer=layer, anatomy=anatomy,
+        fixed=fixed, variants=variants, model_variant=own,
+        start={"token": index, "head": head, "scale": opening.scale, "mask": opening.causal,
+               "pitfall": pitfall},
+        max_difference=difference, shapes=shapes_pitfall(anatomy) if pitfall == "shapes" else None,
+        title=f"attnlab explain: {name}, layer {layer}",
+    )  # fmt: skip
+
+
+_FIXED = {  # the steps before attention, the same in every variant
+    "bert": ("token", "position", "token_type", "embeddings", "embeddings_norm", "x", "q", "k",
+             "v"),
+    "gpt": ("token", "position", "embeddings", "x", "norm1", "q", "k", "v"),
+}  # fmt: skip
+
+
+def _tokenize(text: str, tokenizer) -> tuple[list[int], list[str], dict]:
+    """ids, the tokens as the tokenizer writes them, and extra model inputs (token types)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"TEXT must be a non-empty text; got {text!r}")
+    if callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens"):  # Hugging Face
+        enc = tokenizer(text)
+        ids = list(enc["input_ids"])
+        extra = {}
+        if "token_type_ids" in enc:
+            extra["token_type_ids"] = torch.tensor([enc["token_type_ids"]])
+        return ids, tokenizer.convert_ids_to_tokens(ids), extra
+    ids = list(tokenizer.encode(text))  # attnlab CharTokenizer / BPETokenizer
+    return ids, [tokenizer.decode([i]) for i in ids], {}
+
+
+def _token_index(tokens: list[str], token: str | None, kind: str) -> int:
+    if token is None:  # the last real token: BERT ends with [SEP]
+        special = kind == "bert" and len(tokens) > 2 and tokens[-1] == "[SEP]"
+        return len(tokens) - (2 if special else 1)
+    if token not in tokens:
+        shown = tokens[:40] + (["…"] if len(tokens) > 40 else [])
+        raise ValueError(f"--token {token!r} is not in the text; its tokens are {shown}")
+    return tokens.index(token)

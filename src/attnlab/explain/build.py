@@ -75,7 +75,8 @@ def explain(
 ) -> Explanation:  # fmt: skip
     """Walk one attention computation of ``model`` (default: the bundled all-MiniLM-L6-v2) on
     ``text``: layer ``layer``, opening on ``head`` and ``token`` (a token's text; default the
-    last word-piece before the end marker, or the last token). ``pitfall`` (``scaling``,
+    last word-piece before the end marker, or the last token; the first for the mask pitfall).
+    ``pitfall`` (``scaling``,
     ``mask``, ``shapes``) opens the page with that mistake made, next to the correct numbers.
 
     ``model``: a Hugging Face BERT-family encoder or an attnlab GPT; ``tokenizer``: a Hugging
@@ -104,7 +105,9 @@ def explain(
         raise ValueError(
             f"--head must lie in [0, {anatomy.n_heads - 1}] for this model; got {head}"
         )
-    index = _token_index(tokens, token, anatomy.kind)
+    # The mask pitfall opens on the first token: every later one leaks into it without the mask.
+    first = token is None and pitfall == "mask"
+    index = 0 if first else _token_index(tokens, token, anatomy.kind)
     own = Variant(scale=True, causal=anatomy.causal)
     masks = (True, False) if anatomy.kind == "gpt" else (False,)
     variants = {v.key: walk(anatomy, v) for v in (Variant(s, m) for s in (True, False)

@@ -1,0 +1,76 @@
+"""`attnlab explain` on the command line: bad arguments are one line and exit 2 before any model
+loads; a good run writes the page and says how close its last card is to the model."""
+
+import pytest
+import torch
+
+from attnlab.cli.main import main
+
+from .conftest import SENTENCE
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    from attnlab.explain import load
+
+    monkeypatch.setattr(load, "load_explainable", lambda *a: pytest.fail("a model was loaded"))
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["   "], "TEXT must be a non-empty text; got ' '"),
+    (["x", "--layer", "-1"], "--layer must be an integer >= 0; got -1"),
+    (["x", "--head", "-2"], "--head must be an integer >= 0; got -2"),
+    (["x", "--token", ""], "--token must be a non-empty text; got ''"),
+    (["x", "-o", "page.png"], "-o must end in one of ('.html',); got 'page.png'"),
+    (["x", "--model", "/nonexistent/folder"], "--model: no model folder at /nonexistent/folder"),
+    (["x", "--pitfall", "mask"], "--pitfall mask needs a causal model (--model PATH: an attnlab "
+                                 "GPT checkpoint); the default all-MiniLM-L6-v2 is an encoder"),
+])  # fmt: skip
+def test_bad_arguments_fail_in_one_line_before_any_model_loads(args, message, capsys, tmp_path,
+                                                               monkeypatch, no_model_loads):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"attnlab explain: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_pitfall_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "x", "--pitfall", "softmax"])
+    assert exit_.value.code == 2
+    assert "error: argument --pitfall: invalid choice: 'softmax'" in capsys.readouterr().err
+
+
+def test_a_layer_beyond_the_model_names_its_range(capsys, tmp_path):
+    assert main(["explain", "the cat", "--layer", "6", "-o", str(tmp_path / "e.html")]) == 2
+    assert "--layer must lie in [0, 5] for this model; got 6" in capsys.readouterr().err
+    assert not (tmp_path / "e.html").exists()
+
+
+def test_the_default_run_writes_the_page(capsys, tmp_path):
+    out = tmp_path / "explain.html"
+    assert main(["explain", SENTENCE, "--layer", "1", "--head", "2", "--token", "it",
+                 "-o", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "the last card equals the model's hidden state for 'it': max |difference|" in printed
+    assert f"wrote {out}" in printed
+    html = out.read_text()
+    assert "attnlab explain: all-MiniLM-L6-v2, layer 1" in html and "http" not in html
+
+
+def test_an_attnlab_gpt_checkpoint_folder_with_the_mask_pitfall(capsys, tmp_path):
+    from tests.inspection.model_folders import byte_tokenizer
+
+    import attnlab
+    from attnlab.models.checkpoint import save_model
+
+    gpt = attnlab.GPT(attnlab.GPTConfig(vocab_size=256, max_len=64, n_layers=2, n_heads=4,
+                                        d_model=64, positional="sinusoidal")).eval()  # fmt: skip
+    folder = save_model(gpt, tmp_path / "gpt",
+                        tokenizer_json=byte_tokenizer().backend_tokenizer.to_str())  # fmt: skip
+    out = tmp_path / "mask.html"
+    assert main(["explain", "the cat sat", "--model", str(folder), "--layer", "1",
+                 "--pitfall", "mask", "-o", str(out)]) == 0  # fmt: skip
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+    torch.manual_seed(0)

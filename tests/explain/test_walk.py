@@ -1,0 +1,129 @@
+"""The walk's numbers against independent references: the model's own hidden states and
+attention weights (Hugging Face ``output_hidden_states``, attnlab hook points, capture), and each
+variant against a softmax written here from the hooked queries and keys."""
+
+import math
+
+import pytest
+import torch
+
+import attnlab
+from attnlab.explain import explain
+from attnlab.explain.load import load_explainable
+
+from .conftest import SENTENCE, WordTokenizer, small_gpt
+
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "slept"]
+
+
+def gpt_and_tokenizer(positional="learned"):
+    tok = WordTokenizer(WORDS)
+    return small_gpt(tok.vocab_size, positional), tok
+
+
+@pytest.mark.parametrize("layer", [0, 5])
+def test_minilm_final_vector_is_the_models_hidden_state(minilm, layer):
+    model, tokenizer = minilm
+    e = explain(SENTENCE, layer=layer)
+    with torch.no_grad():
+        out = model(**tokenizer(SENTENCE, return_tensors="pt"), output_hidden_states=True)
+    assert e.final.shape == (14, 384)
+    torch.testing.assert_close(e.final, out.hidden_states[layer + 1][0], atol=1e-5, rtol=0)
+
+
+def test_minilm_weights_are_the_captured_weights():
+    layer = 3
+    e = explain(SENTENCE, layer=layer)
+    exact = attnlab.inspect(SENTENCE).weights(layer)  # (H, T, T), from the flash kernel's lse
+    torch.testing.assert_close(e.variants[e.model_variant.key]["weights"], exact, atol=1e-5,
+                               rtol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_gpt_final_vector_and_weights_are_the_models(positional, layer):
+    model, tok = gpt_and_tokenizer(positional)
+    text = "the cat sat on a mat and then it slept"
+    e = explain(text, model=model, tokenizer=tok, layer=layer)
+    ids = torch.tensor([tok.encode(text)])
+    with torch.no_grad():
+        out, cache = attnlab.run_with_cache(model, ids, need_weights=True)
+    torch.testing.assert_close(e.final, cache[f"layers.{layer}.hook_resid_post"][0], atol=1e-5,
+                               rtol=0)  # fmt: skip
+    own = e.variants["s1m1"]["weights"]
+    torch.testing.assert_close(own, out.attentions[layer][0], atol=1e-6, rtol=0)
+    assert e.start["token"] == len(WORDS) - 1  # default: the last token
+
+
+def test_variants_are_the_softmax_of_the_hooked_queries_and_keys():
+    """No scaling: softmax(q·kᵀ) with the causal mask; no mask: softmax(q·kᵀ/√d_h) over all keys."""
+    model, tok = gpt_and_tokenizer()
+    text = " ".join(WORDS)
+    e = explain(text, model=model, tokenizer=tok, layer=1)
+    with torch.no_grad():
+        _, cache = attnlab.run_with_cache(model, torch.tensor([tok.encode(text)]))
+    q, k = cache["layers.1.self_attn.hook_q"][0], cache["layers.1.self_attn.hook_k"][0]
+    T, d_h = q.shape[1], q.shape[2]
+    scores = torch.einsum("htd,hsd->hts", q.double(), k.double())
+    future = torch.ones(T, T, dtype=torch.bool).triu(1)
+    unscaled = torch.softmax(scores.masked_fill(future, -math.inf), -1)
+    unmasked = torch.softmax(scores / math.sqrt(d_h), -1)
+    torch.testing.assert_close(e.variants["s0m1"]["weights"].double(), unscaled, atol=1e-5, rtol=0)
+    torch.testing.assert_close(e.variants["s1m0"]["weights"].double(), unmasked, atol=1e-5, rtol=0)
+    torch.testing.assert_close(e.fixed["scores"].double(), scores, atol=1e-4, rtol=1e-5)
+    assert (e.variants["s1m1"]["masked"][:, future] == -math.inf).all()
+    assert torch.isfinite(e.variants["s1m0"]["masked"]).all()
+
+
+def test_a_bert_family_folder_works(tmp_path):
+    from tests.inspection.model_folders import save_model_folder
+
+    reference, tokenizer = save_model_folder("bert", tmp_path / "bert")
+    model, loaded_tokenizer, name = load_explainable(tmp_path / "bert")
+    e = explain("the cat sat", model=model, tokenizer=loaded_tokenizer, layer=1, model_name=name)
+    with torch.no_grad():
+        out = reference(**tokenizer("the cat sat", return_tensors="pt"), output_hidden_states=True)
+    torch.testing.assert_close(e.final, out.hidden_states[2][0], atol=1e-5, rtol=0)
+    assert e.model_name == "bert"
+
+
+def test_other_architectures_are_refused_by_name_before_loading(tmp_path, monkeypatch):
+    from tests.inspection.model_folders import save_model_folder
+
+    from attnlab.inspection import pretrained
+
+    save_model_folder("gpt2", tmp_path / "gpt2")
+    monkeypatch.setattr(pretrained, "load_folder", lambda *a: pytest.fail("weights were loaded"))
+    with pytest.raises(ValueError, match="holds a 'gpt2' model; explain supports the bundled "
+                       "all-MiniLM-L6-v2 \\(default\\), BERT-family"):  # fmt: skip
+        load_explainable(tmp_path / "gpt2")
+
+
+def test_an_unsupported_model_object_is_refused_by_name():
+    with pytest.raises(ValueError, match="does not know the layout of Linear; it supports"):
+        explain("the cat", model=torch.nn.Linear(2, 2), tokenizer=WordTokenizer(["the", "cat"]))
+
+
+def test_bad_requests_name_what_is_allowed():
+    model, tok = gpt_and_tokenizer()
+    with pytest.raises(ValueError, match=r"--layer must lie in \[0, 1\] for this model; got 2"):
+        explain("the cat", model=model, tokenizer=tok, layer=2)
+    with pytest.raises(ValueError, match=r"--head must lie in \[0, 3\] for this model; got 4"):
+        explain("the cat", model=model, tokenizer=tok, head=4)
+    with pytest.raises(
+        ValueError, match=r"--token 'dog' is not in the text; its tokens are \['the', 'cat'\]"
+    ):
+        explain("the cat", model=model, tokenizer=tok, token="dog")
+    with pytest.raises(ValueError, match="text is 65 tokens long; explain walks at most 64"):
+        explain(" ".join(["the"] * 65), model=small_gpt(len(WORDS)), tokenizer=tok)
+    with pytest.raises(ValueError, match="--pitfall must be one of"):
+        explain("the cat", model=model, tokenizer=tok, pitfall="softmax")
+
+
+def test_shapes_pitfall_records_attnlabs_own_error():
+    e = explain(SENTENCE, pitfall="shapes")
+    assert e.shapes["message"] == (
+        "q and k must share the last dimension d_k: q has 32, k has 384 "
+        "(q (1, 12, 14, 32), k (1, 14, 384))"
+    )
+    assert e.start == {"token": 12, "head": 0, "scale": True, "mask": False, "pitfall": "shapes"}

@@ -74,3 +74,30 @@ def test_an_attnlab_gpt_checkpoint_folder_with_the_mask_pitfall(capsys, tmp_path
                  "--pitfall", "mask", "-o", str(out)]) == 0  # fmt: skip
     assert out.is_file() and "wrote" in capsys.readouterr().out
     torch.manual_seed(0)
+
+
+def test_a_training_runs_checkpoint_file(capsys, tmp_path):
+    """`attnlab train`'s checkpoint.safetensors (weights + character tokenizer in its metadata)
+    explained directly; the page's last card is that GPT's hidden state."""
+    import attnlab
+    from attnlab.explain import explain
+    from attnlab.explain.load import load_explainable
+    from attnlab.train.config import TrainConfig
+    from attnlab.train.trainer import train
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 200)
+    config = TrainConfig(corpus=str(corpus), n_layers=2, n_heads=2, d_model=16, d_ff=32,
+                         context=16, batch=4, steps=2, eval_interval=2, eval_batches=1,
+                         out_dir=str(tmp_path / "run"))  # fmt: skip
+    checkpoint = train(config).out_dir / "checkpoint.safetensors"
+    out = tmp_path / "run.html"
+    assert main(["explain", "the mat", "--model", str(checkpoint), "--layer", "1", "--token",
+                 "m", "-o", str(out)]) == 0  # fmt: skip
+    assert "hidden state for 'm'" in capsys.readouterr().out
+    model, tokenizer, name = load_explainable(checkpoint)
+    e = explain("the mat", model=model, tokenizer=tokenizer, layer=1)
+    ids = torch.tensor([tokenizer.encode("the mat")])
+    _, cache = attnlab.run_with_cache(model, ids)
+    torch.testing.assert_close(e.final, cache["layers.1.hook_resid_post"][0], atol=1e-5, rtol=0)
+    assert name == "run" and e.tokens == list("the mat")

@@ -116,7 +116,7 @@
       shape: `(T, D) = (${T}, ${D})`, vectors: { h: row(V.resid, i) } });
     const ff = {};
     if (M.norm_first) ff["LayerNorm₂(h)"] = row(V.ff_in, i);
-    ff[`hidden act(·W_1 + b_1) (${M.d_ff})`] = row(V.ff_hidden, i);
+    ff[M.norm_first ? "hidden act(LayerNorm₂(h)·W_1 + b_1)" : "hidden act(h·W_1 + b_1)"] = row(V.ff_hidden, i);
     ff["f = hidden·W_2 + b_2"] = row(V.ff_out, i);
     cards.push({ id: "feed_forward", title: "13. Feed-forward",
       formula: M.norm_first ? "f = FFN(LayerNorm₂(h)), FFN(u) = act(u·W_1 + b_1)·W_2 + b_2"
@@ -145,7 +145,14 @@
       c.title = `[${n}] ${x}`;
       wrap.appendChild(c);
     });
-    return wrap;
+    if (!highlight) return wrap;
+    const both = el("div");
+    both.appendChild(wrap);
+    const range = el("div", "range", `head ${state.head}`);
+    range.style.marginLeft = `${(100 * highlight[0]) / values.length}%`;
+    range.style.width = `${(100 * (highlight[1] - highlight[0])) / values.length}%`;
+    both.appendChild(range);
+    return both;
   }
   function numbers(values, count) {
     const shown = values.slice(0, count).map(fmt).join("  ");
@@ -177,6 +184,7 @@
   function renderCard(card, ownCard) {
     const box = el("section", "card");
     box.dataset.card = card.id;
+    if (card.tokens || card.id === "concat") box.classList.add("wide");
     const changed = ownCard && Object.keys(card.vectors).some((k) => !same(card.vectors[k], ownCard.vectors[k]));
     if (changed) box.classList.add("changed");
     box.dataset.changed = changed ? "1" : "0";

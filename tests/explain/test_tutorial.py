@@ -1,6 +1,7 @@
 """docs/tutorial.ipynb runs top to bottom (nbclient, a real ipykernel), in a private working
 folder; the repository keeps it without outputs."""
 
+import os
 import time
 from pathlib import Path
 
@@ -28,7 +29,10 @@ def test_the_tutorial_runs_top_to_bottom(tmp_path):
     client = NotebookClient(nb, timeout=180, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
     start = time.perf_counter()
-    client.execute()  # a failing cell raises CellExecutionError with its traceback
+    # IPython's profile and matplotlib's cache go to the private folder too.
+    env = dict(os.environ, IPYTHONDIR=str(tmp_path / ".ipython"),
+               MPLCONFIGDIR=str(tmp_path / ".matplotlib"))  # fmt: skip
+    client.execute(env=env)  # a failing cell raises CellExecutionError with its traceback
     seconds = time.perf_counter() - start
     print(f"tutorial executed in {seconds:.0f} s")
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

@@ -102,6 +102,17 @@ BAD = [
     (["inspect", "the cat", "--token", "cat", "--key", "the", "--measure", "rollout"], "--key and --measure"),
     (["evaluate", "--checkpoint", FAKE, "-o", "fig.png"], "-o names the alignment picture: it needs --align"),
     (["experiment", "no-such"], "unknown experiment 'no-such'"),
+    (["explain", BAD_UTF8], "TEXT is not valid UTF-8"),
+    (["explain", "the cat", "--head", "-1"], "--head must be an integer >= 0; got -1"),
+    (["explain", "the cat", "-o", "adir.html"], "-o adir.html is a folder; expected a file name"),
+    (["explain", "the cat", "-o", "fig.png"], "-o must end in one of ('.html',)"),
+    (["explain", "the cat", "--model", "missing"], "--model: no model folder at missing"),
+    (["explain", "the cat", "--model", FAKE], "fake.safetensors is not a readable checkpoint"),
+    (["explain", "the cat", "--model", "runs"], "runs is not a complete model folder: no config.json"),
+    (["explain", "the cat", "--pitfall", "mask"], "--pitfall mask needs a causal model"),
+    (["explain", "the cat", "--layer", "6"], "--layer must lie in [0, 5] for this model; got 6"),
+    (["explain", "the cat", "--head", "12"], "--head must lie in [0, 11] for this model; got 12"),
+    (["explain", "the cat", "--token", "dog"], "--token 'dog' is not in the text"),
 ]  # fmt: skip
 
 

@@ -152,3 +152,39 @@ def forget_corpus_hash(path):
     training = json.loads(meta["training"])
     del training["corpus_sha256"]
     safetensors.torch.save_file(tensors, path, metadata={**meta, "training": json.dumps(training)})
+
+
+def test_bfloat16_training_follows_float32_and_keeps_float32_weights(corpus, tmp_path):
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / dtype
+        train(tiny(corpus, out, steps=40, lr=3e-3, dtype=dtype))
+        runs[dtype] = losses(out)
+        state = load_training(out / "checkpoint.safetensors")
+        assert state.config.dtype == dtype
+        assert {t.dtype for t in state.model_state.values()} == {torch.float32}
+    f32, bf16 = runs["float32"], runs["bfloat16"]
+    assert bf16[40] < bf16[10] - 0.3  # it learns
+    assert abs(bf16[40] - f32[40]) < 0.05  # as float32 does, within bfloat16's rounding
+    assert bf16 != f32  # and it did run in bfloat16
+
+
+def test_a_checkpoint_from_before_activation_and_dtype_resumes_as_it_was_trained(corpus, tmp_path):
+    """Runs written before the fields existed used GPT-2's tanh GELU and float32: resuming one
+    builds that model, and asking for another activation is refused, naming the field."""
+    train(tiny(corpus, tmp_path, steps=10, activation="gelu_tanh"))
+    path = tmp_path / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    training = json.loads(meta["training"])
+    for field in ("activation", "dtype"):
+        del training["config"][field]
+    safetensors.torch.save_file(tensors, path, metadata={**meta, "training": json.dumps(training)})
+    state = load_training(path)
+    assert (state.config.activation, state.config.dtype) == ("gelu_tanh", "float32")
+    assert train(tiny(corpus, tmp_path, steps=12, activation="gelu_tanh"), resume=True).steps == 12
+    with pytest.raises(ValueError, match=r"activation: checkpoint 'gelu_tanh', requested 'gelu'"):
+        train(tiny(corpus, tmp_path, steps=14), resume=True)
+    with pytest.raises(ValueError, match=r"dtype: checkpoint 'float32', requested 'bfloat16'"):
+        train(tiny(corpus, tmp_path, steps=14, activation="gelu_tanh", dtype="bfloat16"),
+              resume=True)  # fmt: skip

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import weights_dtype
+from attnlab.functional.dropout import dropout
 
 __all__ = ["attention_rows", "sdpa"]
 
@@ -89,9 +90,11 @@ def sdpa(
     if is_causal and added is not None:  # PyTorch refuses a mask together with is_causal
         added = bias.dense(q.dtype, q.device, n_lead=n_lead)
         is_causal = False
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=added, dropout_p=dropout, is_causal=is_causal, scale=scale
-    )
+    if dropout > 0:
+        out = _with_dropout(q, k, v, added, is_causal, scale, dropout)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=added, is_causal=is_causal,
+                                             scale=scale)  # fmt: skip
     visible = None if added is None else bias.visible(q.device, n_lead=n_lead)
     if visible is None:
         return out
@@ -99,3 +102,30 @@ def sdpa(
     if q.device.type == "cpu" and bool(seen.all()):  # elsewhere the check would sync
         return out
     return torch.where(seen, out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+def _with_dropout(
+    q: Tensor, k: Tensor, v: Tensor, added: Tensor | None, is_causal: bool, scale: float,
+    p: float,
+) -> Tensor:  # fmt: skip
+    """softmax(q·kᵀ·scale + bias) with dropout on the weights, times v: what PyTorch's SDPA
+    runs on CPU when dropout is on (its math route), with the dropout mask drawn from random
+    bits (:mod:`attnlab.functional.dropout`), a fraction of ``bernoulli_``'s cost. Keeps
+    autograd. (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v)."""
+    lq, lk = q.shape[-2], k.shape[-2]
+    if is_causal and added is None and q.shape[:-2] == k.shape[:-2] and q.dim() > 2:
+        # GPT's case: the scale and the causal triangle folded into one batched GEMM,
+        # scores = (−inf above the diagonal) + scale·q·kᵀ, no pass over the scores before softmax
+        future = torch.full((lq, lk), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+        q3, k3 = q.reshape(-1, lq, q.shape[-1]), k.reshape(-1, lk, k.shape[-1])
+        scores = torch.baddbmm(future, q3, k3.transpose(1, 2), alpha=scale)  # (N, Lq, Lk)
+        scores = scores.view(*q.shape[:-2], lq, lk)
+    else:
+        scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (…, Lq, Lk)
+        if is_causal:  # start-aligned: key j visible to query i when j ≤ i
+            future = torch.ones(lq, lk, dtype=torch.bool, device=q.device).triu_(1)
+            scores.masked_fill_(future, float("-inf"))
+        if added is not None:
+            scores.add_(added)
+    weights = torch.softmax(scores, dim=-1)
+    return torch.matmul(dropout(weights, p), v)

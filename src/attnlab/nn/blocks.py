@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from attnlab.hooks import HookPoint, call_hook, hooks_below
 from attnlab.nn.attention import MultiHeadAttention
-from attnlab.nn.dropout import dropout
+from attnlab.nn.dropout import dropout_add
 from attnlab.nn.feed_forward import ACTIVATIONS, FeedForward
 from attnlab.nn.kv_cache import LayerKVCache
 
@@ -52,7 +52,10 @@ class BlockConfig:
     d_model: int  # model width D
     n_heads: int  # attention heads H (D % H == 0)
     d_ff: int  # feed-forward hidden width
-    dropout: float = 0.0  # on attention weights, sublayer outputs and the feed-forward hidden
+    dropout: float = 0.0  # on attention weights and sublayer outputs (the paper's, GPT-2's)
+    # inside the feed-forward, after the activation: PyTorch's nn.TransformerEncoderLayer has
+    # it, the paper and GPT-2 do not (and it was a quarter of a training step's dropout work)
+    ff_dropout: float = 0.0
     activation: str = "gelu"  # "relu", "gelu" (erf) or "gelu_tanh"
     norm_first: bool = False  # False: LayerNorm(x + f(x)) (post-norm); True: x + f(LayerNorm(x))
     layer_norm_eps: float = 1e-5  # LayerNorm epsilon (BERT uses 1e-12)
@@ -68,8 +71,9 @@ class BlockConfig:
                 f"d_model must be divisible by n_heads: {self.d_model} % {self.n_heads} = "
                 f"{self.d_model % self.n_heads}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1); got {self.dropout}")
+        for name in ("dropout", "ff_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}"
@@ -108,7 +112,7 @@ def _residual(
     out = sublayer(norm(x) if norm_first else x)
     if hook_out is not None:
         out = call_hook(hook_out, out)
-    return x + dropout(drop, out) if norm_first else norm(x + dropout(drop, out))
+    return dropout_add(x, drop, out) if norm_first else norm(dropout_add(x, drop, out))
 
 
 class _SelfAttentionLayer(nn.Module):
@@ -121,7 +125,7 @@ class _SelfAttentionLayer(nn.Module):
         self.config = c
         self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, bias=c.bias, dropout=c.dropout)
         self.ff = FeedForward(
-            c.d_model, c.d_ff, activation=c.activation, dropout=c.dropout, bias=c.bias
+            c.d_model, c.d_ff, activation=c.activation, dropout=c.ff_dropout, bias=c.bias
         )
         self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
@@ -196,7 +200,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, bias=c.bias, dropout=c.dropout)
         self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, bias=c.bias, dropout=c.dropout)
         self.ff = FeedForward(
-            c.d_model, c.d_ff, activation=c.activation, dropout=c.dropout, bias=c.bias
+            c.d_model, c.d_ff, activation=c.activation, dropout=c.ff_dropout, bias=c.bias
         )
         self.norm1 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.norm2 = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)

@@ -44,7 +44,15 @@ _FIELDS = ("step", "config", "tokenizer", "param_groups")  # of the "training" m
 # Config fields that change the model's shape or the data: a checkpoint only resumes under them.
 # The corpus is compared apart: by content (sha256) and, in files without it, by resolved path.
 _MUST_MATCH = ("task", "tokenizer", "bpe_vocab", "max_words", "n_layers", "n_heads", "d_model",
-               "d_ff", "context", "seed", "val_fraction")  # fmt: skip
+               "d_ff", "context", "seed", "val_fraction", "activation", "dtype")  # fmt: skip
+
+
+def _added_fields(data: dict) -> dict:
+    """Fields added later, with the values the runs written before them used."""
+    before = "gelu_tanh" if data.get("task", "lm") == "lm" else "relu"  # GPT's, the Transformer's
+    return {"activation": before, "dtype": "float32"}
+
+
 _BUILT_IN_CORPORA = ("shakespeare", "bible-en-es")
 
 
@@ -133,6 +141,7 @@ def _config(data: object, path: Path, meta: dict[str, str]) -> TrainConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{path}: unknown training config field(s) {unknown}{written_by(meta)}")
+    data = {**_added_fields(data), **data}
     try:
         return TrainConfig(**data)
     except ValueError as err:

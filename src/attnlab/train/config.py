@@ -25,6 +25,8 @@ class TrainConfig:
     d_ff: int = 1024
     context: int = 128  # LM context length / translation max tokens per side
     dropout: float = 0.1
+    activation: str = "gelu"  # feed-forward: "gelu" (exact, erf), "gelu_tanh" (GPT-2's), "relu"
+    dtype: str = "float32"  # "bfloat16": autocast matrix products, float32 master weights
     batch: int = 32  # sequences per optimiser step, per process (before accumulation)
     accumulate: int = 1  # gradient accumulation steps per optimiser step
     steps: int = 2000  # optimiser steps
@@ -50,7 +52,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_CHOICES = {"task": ("lm", "translate"), "tokenizer": ("char", "bpe")}
+_CHOICES = {
+    "task": ("lm", "translate"),
+    "tokenizer": ("char", "bpe"),
+    "activation": ("gelu", "gelu_tanh", "relu"),
+    "dtype": ("float32", "bfloat16"),
+}
 _TEXT = ("corpus", "out_dir")
 # integers ≥ 1
 _COUNTS = ("bpe_vocab", "max_words", "n_layers", "n_heads", "d_model", "d_ff", "context", "batch",
@@ -100,9 +107,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # English → Spanish on short Bible verses, BPE on both sides.
     "translate-en-es": {
         "task": "translate", "corpus": "bible-en-es", "tokenizer": "bpe", "bpe_vocab": 4000,
-        "max_words": 16, "n_layers": 3, "n_heads": 4, "d_model": 256, "d_ff": 1024,
-        "context": 48, "dropout": 0.1, "batch": 32, "steps": 3000, "lr": 1e-3, "min_lr": 1e-4,
-        "warmup": 200, "eval_interval": 250, "time_limit": 900.0,
+        "max_words": 16, "activation": "relu", "n_layers": 3, "n_heads": 4, "d_model": 256,
+        "d_ff": 1024, "context": 48, "dropout": 0.1, "batch": 32, "steps": 3000, "lr": 1e-3,
+        "min_lr": 1e-4, "warmup": 200, "eval_interval": 250, "time_limit": 900.0,
         "out_dir": "runs/translate-en-es",
     },
 }  # fmt: skip

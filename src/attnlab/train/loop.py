@@ -8,6 +8,7 @@ One step, for step = start .. steps − 1:
     reseed dropout from (dropout_seed, step, rank)  (if a seed is given: resumable runs)
     batch ← next_batch(step)
     for each micro-batch (accumulation × data-parallel processes): (loss / accumulate).backward()
+                                                 (the forward under autocast, if a dtype is given)
     clip the gradient norm to grad_clip          (if given)
     optimizer.step(); gradients set to None
     callbacks: should_stop, then on_step
@@ -19,6 +20,7 @@ Dimension legend: B batch (all micro-batches of all processes), T tokens.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,12 +71,15 @@ def train_loop(
     steps: int, start: int = 0, schedule: Callable[[int], float] | None = None,
     grad_clip: float | None = None, accumulate: int = 1, world: World | None = None,
     dropout_seed: int | None = None, callbacks: Sequence[Callback] = (), desc: str = "train",
+    autocast: torch.dtype | None = None,
 ) -> LoopResult:  # fmt: skip
     """Train ``model`` from step ``start`` to ``steps`` on ``next_batch(step)``; the loss is
     ``model(**batch).loss``. ``schedule(step)`` sets the learning rate of every step (None: the
     optimizer's own). ``grad_clip``: max global gradient norm (None: no clipping). With
     ``world`` of N processes each trains on its 1/N of every batch (gradients averaged by
-    DistributedDataParallel)."""
+    DistributedDataParallel). ``autocast`` (e.g. ``torch.bfloat16``): the forward and the loss
+    run under ``torch.autocast`` in that dtype; weights, gradients and the optimizer stay
+    float32."""
     world = world or World.single()
     ddp = world.wrap(model)
     parts = accumulate * world.size
@@ -102,7 +107,8 @@ def train_loop(
                 # padded micro-batches of unequal length add up to the whole batch's gradient.
                 weight = count * world.size / total if total else 1.0 / accumulate
                 with world.no_sync(ddp, last=micro == accumulate - 1):
-                    loss = ddp(**piece).loss * weight
+                    with _autocast(autocast):
+                        loss = ddp(**piece).loss * weight
                     loss.backward()
                 loss_sum += loss.item()
             tokens += int(total)
@@ -136,3 +142,7 @@ def _slice(batch: Batch, part: int, parts: int) -> Batch:
         raise ValueError(f"batch {n} must be divisible by accumulate × processes = {parts}")
     size = n // parts
     return {k: v[part * size : (part + 1) * size] for k, v in batch.items()}
+
+
+def _autocast(dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)

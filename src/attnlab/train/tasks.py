@@ -89,6 +89,7 @@ class LMTask:
         return GPT(GPTConfig(
             vocab_size=self.tokenizer.vocab_size, max_len=c.context, n_layers=c.n_layers,
             n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff, dropout=c.dropout,
+            activation=c.activation,
         ))  # fmt: skip
 
     def batch(self, step: int, split: str = "train") -> dict[str, Tensor]:
@@ -143,6 +144,7 @@ class TranslationTask:
             src_vocab_size=self.src_tok.vocab_size, tgt_vocab_size=self.tgt_tok.vocab_size,
             max_len=c.context, n_encoder_layers=c.n_layers, n_decoder_layers=c.n_layers,
             n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff, dropout=c.dropout,
+            activation=c.activation,
         ))  # fmt: skip
 
     def batch(self, step: int, split: str = "train") -> dict[str, Tensor]:

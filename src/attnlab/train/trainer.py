@@ -165,5 +165,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                                                 warmup=config.warmup, total=config.steps),
             grad_clip=config.grad_clip or None, accumulate=config.accumulate, world=world,
             dropout_seed=config.seed, callbacks=[monitor],
+            autocast=torch.bfloat16 if config.dtype == "bfloat16" else None,
         )  # fmt: skip
     return TrainResult(done.steps, monitor.val_loss, done.stopped, Path(config.out_dir))

@@ -1,0 +1,192 @@
+"""Training speed at the ``shakespeare-char`` preset's shape: attnlab vs the GPTs people train.
+
+    python -m benchmarks.training            # 4 layers, 4 heads, d=192, context 128, batch 32
+    python -m benchmarks.training --quick    # a smoke run (tiny model, one repetition)
+
+Contenders, same shape (d_ff = 4·d), dropout 0.1, vocabulary 81, AdamW (lr 1e-3, weight decay
+0.1, PyTorch's default implementation for CPU tensors), gradient clipping at 1.0, one fixed
+batch of random token ids (data loading is timed separately for attnlab's own sampler):
+
+* ``attnlab`` float32 and ``attnlab bf16`` (``autocast`` to bfloat16 with float32 master
+  weights, what ``attnlab train --dtype bfloat16`` runs);
+* ``plain PyTorch GPT``: the minimal GPT that tutorials and nanoGPT-style scripts write (one
+  fused QKV linear, ``F.scaled_dot_product_attention(is_causal=True)``, GELU MLP, pre-norm,
+  tied embeddings, exact GELU), written here; attnlab's preset GPT also uses exact GELU;
+* ``x-transformers``: ``TransformerWrapper`` with a ``Decoder`` of the same depth, width,
+  heads and context (PyPI x-transformers);
+* ``Hugging Face GPT2LMHeadModel`` with ``attn_implementation="sdpa"``.
+
+A step is forward, loss, backward, clipping, optimizer step. Contenders run in turn within
+each repetition (interleaved), 2 threads; tokens/s from the median step time; ratios are
+attnlab's over the fastest peer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # same for every contender; see attention.py
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmarks.common import interleaved_medians, setup_threads
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    heads: int
+    d: int
+    context: int
+    batch: int
+    vocab: int = 81
+    dropout: float = 0.1
+
+
+PRESET = Shape(layers=4, heads=4, d=192, context=128, batch=32)
+QUICK = Shape(layers=2, heads=2, d=32, context=16, batch=4)
+
+
+class _PlainBlock(nn.Module):
+    def __init__(self, s: Shape) -> None:
+        super().__init__()
+        self.s = s
+        self.ln1, self.ln2 = nn.LayerNorm(s.d), nn.LayerNorm(s.d)
+        self.qkv, self.proj = nn.Linear(s.d, 3 * s.d), nn.Linear(s.d, s.d)
+        self.up, self.down = nn.Linear(s.d, 4 * s.d), nn.Linear(4 * s.d, s.d)
+        self.drop = nn.Dropout(s.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
+        B, T, D = x.shape
+        H = self.s.heads
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
+        q, k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
+        p = self.s.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(B, T, D)))
+        return x + self.drop(self.down(F.gelu(self.up(self.ln2(x)))))
+
+
+class PlainGPT(nn.Module):
+    """The minimal GPT of tutorials and nanoGPT-style training scripts, in plain PyTorch."""
+
+    def __init__(self, s: Shape) -> None:
+        super().__init__()
+        self.tokens, self.positions = nn.Embedding(s.vocab, s.d), nn.Embedding(s.context, s.d)
+        self.drop = nn.Dropout(s.dropout)
+        self.blocks = nn.ModuleList(_PlainBlock(s) for _ in range(s.layers))
+        self.norm = nn.LayerNorm(s.d)
+        self.head = nn.Linear(s.d, s.vocab, bias=False)
+        self.head.weight = self.tokens.weight
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+
+    def forward(self, ids: Tensor) -> Tensor:  # (B, T) → logits (B, T, V)
+        x = self.drop(self.tokens(ids) + self.positions(torch.arange(ids.shape[1])))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def contenders(s: Shape) -> dict[str, tuple[nn.Module, Callable[[Tensor, Tensor], Tensor]]]:
+    """name → (model, loss(ids, targets)); every model in training mode, seeded alike."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from x_transformers import Decoder, TransformerWrapper
+
+    from attnlab.models.config import GPTConfig
+    from attnlab.models.gpt import GPT
+
+    def logits_loss(model: nn.Module, get: Callable[[Tensor], Tensor]):
+        return lambda ids, targets: F.cross_entropy(get(ids).flatten(0, 1), targets.flatten())
+
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=s.vocab, max_len=s.context, n_layers=s.layers,
+                       n_heads=s.heads, d_model=s.d, d_ff=4 * s.d, dropout=s.dropout,
+                       activation="gelu")  # fmt: skip
+    ours = GPT(config)
+    torch.manual_seed(0)
+    ours_bf16 = GPT(config)
+    torch.manual_seed(0)
+    plain = PlainGPT(s)
+    torch.manual_seed(0)
+    xt = TransformerWrapper(
+        num_tokens=s.vocab, max_seq_len=s.context, emb_dropout=s.dropout,
+        attn_layers=Decoder(dim=s.d, depth=s.layers, heads=s.heads, attn_dropout=s.dropout,
+                            ff_dropout=s.dropout),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(
+        vocab_size=s.vocab, n_positions=s.context, n_embd=s.d, n_layer=s.layers, n_head=s.heads,
+        resid_pdrop=s.dropout, embd_pdrop=s.dropout, attn_pdrop=s.dropout, bos_token_id=0,
+        eos_token_id=0, attn_implementation="sdpa",
+    ))  # fmt: skip
+    return {
+        "attnlab": (ours, lambda ids, targets: ours(ids, targets=targets).loss),
+        "attnlab bf16": (ours_bf16, lambda ids, targets: ours_bf16(ids, targets=targets).loss),
+        "plain PyTorch GPT": (plain, logits_loss(plain, plain)),
+        "x-transformers": (xt, logits_loss(xt, xt)),
+        "Hugging Face GPT-2 (sdpa)": (hf, logits_loss(hf, lambda ids: hf(ids).logits)),
+    }
+
+
+def step_function(model: nn.Module, loss_of: Callable[[Tensor, Tensor], Tensor], ids: Tensor,
+                  targets: Tensor, dtype: torch.dtype) -> Callable[[], None]:  # fmt: skip
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+
+    def step() -> None:
+        cast = (torch.autocast("cpu", dtype=dtype) if dtype != torch.float32
+                else contextlib.nullcontext())  # fmt: skip
+        with cast:
+            loss = loss_of(ids, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model, one repetition")
+    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions")
+    args = parser.parse_args()
+    setup_threads()
+    s = QUICK if args.quick else PRESET
+    reps = 1 if args.quick else args.reps
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, s.vocab, (s.batch, s.context), generator=g)
+    targets = torch.randint(0, s.vocab, (s.batch, s.context), generator=g)
+    steps = {
+        name: step_function(model, loss_of, ids, targets,
+                            torch.bfloat16 if name.endswith("bf16") else torch.float32)
+        for name, (model, loss_of) in contenders(s).items()
+    }  # fmt: skip
+    for step in steps.values():  # warm-up: allocator, optimizer state
+        step()
+    seconds = interleaved_medians(steps, reps)
+    tokens = s.batch * s.context
+    peers = {n: t for n, t in seconds.items() if not n.startswith("attnlab")}
+    fastest = min(peers, key=peers.get)
+    print(f"GPT {s.layers} layers, {s.heads} heads, d={s.d}, context {s.context}, batch "
+          f"{s.batch}, dropout {s.dropout}, AdamW + clipping, 2 threads, {reps} reps")  # fmt: skip
+    print("| contender | ms / step | tokens/s | attnlab float32 / it |")
+    print("|---|---|---|---|")
+    for name, t in sorted(seconds.items(), key=lambda kv: kv[1]):
+        ratio = f"{t / seconds['attnlab']:.2f}"
+        print(f"| {name} | {t * 1e3:,.0f} | {tokens / t:,.0f} | {ratio} |")
+    print(f"fastest peer: {fastest}; attnlab float32 is {peers[fastest] / seconds['attnlab']:.2f}× "
+          f"it, attnlab bf16 {peers[fastest] / seconds['attnlab bf16']:.2f}× it")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Dropout from random bits: the same operation as ``torch.nn.functional.dropout``, a fraction
+of PyTorch's CPU cost.
+
+On these machines (torch 2.13 CPU) ``F.dropout`` draws its mask with ``bernoulli_``, one
+floating-point random number per element: dropout on a (32, 128, 768) activation took 57 ms on
+one thread, more than the GELU before it. Here one 64-bit random word (PyTorch's generator,
+``random_`` over the full int64 range, every bit uniform) gives four 16-bit numbers u, and an
+element is kept when u ≥ round(p·65536): the drop probability is p rounded to a multiple of
+1/65536 (0.1 → 0.100006), and kept elements are scaled by 1/(1 − that probability), so the
+expectation is exactly the input. The mask depends only on the generator's state:
+``torch.manual_seed`` reproduces it, as it does F.dropout's (not bit-identical to F.dropout's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["dropout", "dropout_add", "dropout_scale", "keep_mask"]
+
+_LEVELS = 2**16  # each random 16-bit number u is uniform on [0, 65536)
+
+
+def _threshold(p: float) -> int:
+    return round(p * _LEVELS)
+
+
+def dropout_scale(p: float) -> float:
+    """1 / (1 − p'), p' = p rounded to a multiple of 1/65536 (the probability used)."""
+    return _LEVELS / (_LEVELS - _threshold(p))
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu"
+              ) -> Tensor:  # fmt: skip
+    """A bool tensor of ``shape``: each element True (kept) with probability 1 − p'."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"p must be in [0, 1); got {p}")
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
+    words.random_(-(2**63), None)  # every bit uniform (the default range leaves the top bit 0)
+    u = words.view(torch.int16)[:n].view(shape)  # signed: u + 32768 is uniform on [0, 65536)
+    return u >= _threshold(p) - _LEVELS // 2
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``F.dropout(x, p, training)`` with the mask from :func:`keep_mask`; differentiable in x
+    (the gradient is the same mask, scaled)."""
+    if not training or p == 0.0:
+        return x
+    return x * _scaled_mask(x, p)
+
+
+def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``residual + dropout(x, p, training)`` in one pass (``addcmul``), as a residual
+    connection adds a sublayer's output."""
+    if not training or p == 0.0:
+        return residual + x
+    return torch.addcmul(residual, x, _scaled_mask(x, p))
+
+
+def _scaled_mask(x: Tensor, p: float) -> Tensor:
+    """x's shape and dtype: 1/(1 − p') where kept, 0 where dropped."""
+    keep = keep_mask(x.shape, p, x.device)
+    return torch.where(keep, dropout_scale(p), 0.0).to(x.dtype)

@@ -1,0 +1,99 @@
+"""Dropout from random bits (attnlab.functional.dropout) and the attention dropout built on it,
+against what dropout means: the keep rate, the scale, the gradient, every element independent,
+and the math route's formula with the same mask."""
+
+import math
+
+import pytest
+import torch
+
+from attnlab import scaled_dot_product_attention
+from attnlab.functional.dropout import dropout, dropout_add, dropout_scale, keep_mask
+from attnlab.nn.dropout import dropout as module_dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_rate_is_one_minus_p_at_every_position_of_a_random_word(p):
+    torch.manual_seed(0)
+    n = 400_000
+    keep = keep_mask((n,), p).double()
+    sigma = math.sqrt(p * (1 - p) / (n / 4))
+    # Each of the four 16-bit numbers of a 64-bit word alone (a biased bit shows in one of them).
+    for lane in range(4):
+        assert abs(float(keep[lane::4].mean()) - (1 - p)) < 6 * sigma
+    # Neighbours are independent: P(both kept) = (1 − p)².
+    both = float((keep[:-1] * keep[1:]).mean())
+    assert abs(both - (1 - p) ** 2) < 6 * math.sqrt((1 - p) ** 2 / n)
+
+
+def test_kept_elements_are_scaled_so_the_expectation_is_the_input():
+    torch.manual_seed(1)
+    x = torch.randn(64, 256, requires_grad=True)
+    y = dropout(x, 0.1)
+    kept = y != 0
+    scale = dropout_scale(0.1)
+    assert scale == pytest.approx(1 / (1 - round(0.1 * 65536) / 65536))
+    torch.testing.assert_close(y[kept], x.detach()[kept] * scale)
+    g = torch.randn_like(x)
+    y.backward(g)
+    torch.testing.assert_close(x.grad, g * kept * scale)  # the same mask, scaled
+    # Over many draws the mean of dropout(1) is 1.
+    ones = torch.ones(1_000_000)
+    assert float(dropout(ones, 0.3).mean()) == pytest.approx(1.0, abs=3e-3)
+
+
+def test_the_generator_reproduces_the_mask_and_eval_is_the_identity():
+    x = torch.randn(8, 32)
+    torch.manual_seed(5)
+    a = dropout(x, 0.2)
+    torch.manual_seed(5)
+    b = dropout(x, 0.2)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert dropout(x, 0.2, training=False) is x and dropout(x, 0.0) is x
+    r = torch.randn(8, 32)
+    torch.manual_seed(5)
+    torch.testing.assert_close(dropout_add(r, x, 0.2), r + a)
+
+
+def test_module_dropout_uses_the_bits_in_training_and_calls_hooked_modules():
+    module = torch.nn.Dropout(0.25).train()
+    x = torch.randn(16, 16)
+    torch.manual_seed(2)
+    got = module_dropout(module, x)
+    torch.manual_seed(2)
+    torch.testing.assert_close(got, dropout(x, 0.25), rtol=0, atol=0)
+    seen = []
+    module.register_forward_hook(lambda m, i, o: seen.append(o))
+    module_dropout(module, x)
+    assert len(seen) == 1  # a hooked module is called as a module
+    assert module_dropout(module.eval(), x) is not None
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_dropout_is_softmax_times_the_mask_times_v(causal, padded):
+    g = torch.Generator().manual_seed(3)
+    B, H, T, d = 2, 3, 7, 4
+    q, k, v = (torch.randn(B, H, T, d, generator=g, requires_grad=True) for _ in range(3))
+    attention_mask = None
+    if padded:
+        attention_mask = torch.ones(B, T, dtype=torch.bool)
+        attention_mask[1, -2:] = False
+    torch.manual_seed(9)
+    out, _ = scaled_dot_product_attention(q, k, v, causal=causal, dropout=0.4, training=True,
+                                          attention_mask=attention_mask)  # fmt: skip
+    torch.manual_seed(9)
+    keep = keep_mask((B, H, T, T), 0.4)
+    scores = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(d)
+    visible = torch.ones(B, 1, T, T, dtype=torch.bool)
+    if causal:
+        visible &= torch.ones(T, T, dtype=torch.bool).tril()
+    if padded:
+        visible &= attention_mask[:, None, None, :]
+    weights = torch.softmax(scores.masked_fill(~visible, -math.inf), -1)
+    want = (weights * keep * dropout_scale(0.4)) @ v.double()
+    torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    (dq,) = torch.autograd.grad(out, q, grad)
+    (dq_want,) = torch.autograd.grad(want, q, grad.double())
+    torch.testing.assert_close(dq, dq_want, atol=1e-5, rtol=1e-5)

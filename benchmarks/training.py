@@ -179,7 +179,7 @@ def main() -> None:
     fastest = min(peers, key=peers.get)
     print(f"GPT {s.layers} layers, {s.heads} heads, d={s.d}, context {s.context}, batch "
           f"{s.batch}, dropout {s.dropout}, AdamW + clipping, 2 threads, {reps} reps")  # fmt: skip
-    print("| contender | ms / step | tokens/s | attnlab float32 / it |")
+    print("| contender | ms / step | tokens/s | attnlab float32 tokens/s ÷ its |")
     print("|---|---|---|---|")
     for name, t in sorted(seconds.items(), key=lambda kv: kv[1]):
         ratio = f"{t / seconds['attnlab']:.2f}"

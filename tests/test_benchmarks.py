@@ -12,7 +12,18 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "script",
-    ["attention", "backends", "mha", "models", "capture", "viz", "floor", "hooks", "measures"],
+    [
+        "attention",
+        "backends",
+        "mha",
+        "models",
+        "capture",
+        "viz",
+        "floor",
+        "hooks",
+        "measures",
+        "training",
+    ],
 )
 def test_benchmark_quick_mode_runs(script):
     done = subprocess.run(

@@ -7,6 +7,9 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
+
+import attnlab
 
 from attnlab.explain import explain
 
@@ -28,7 +31,7 @@ def minilm_page(tmp_path_factory, minilm):
     model, tokenizer = minilm
     with torch.no_grad():
         out = model(**tokenizer(SENTENCE, return_tensors="pt"), output_hidden_states=True)
-    return path, out.hidden_states[LAYER + 1][0]
+    return path, out.hidden_states[LAYER + 1][0], out.hidden_states
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,7 @@ def test_every_card_is_on_the_page_in_order(browser, minilm_page):
 
 
 def test_final_vector_is_the_models_hidden_state(browser, minilm_page):
-    path, hidden = minilm_page
+    path, hidden, _ = minilm_page
     page, errors = open_page(browser, path)
     for token in (10, 2):  # "it" (the page's start), then "animal", chosen by a click
         if token != 10:
@@ -115,6 +118,79 @@ def test_choosing_a_head_or_a_token_updates_every_card(browser, minilm_page):
     page.locator("[data-card=tokens] button.tok").nth(4).click()
     assert changed_cards(before, values(page)) == set(CARDS) - {"tokens"}
     assert page.locator("button.tok.chosen").inner_text() == "'"
+    assert errors == []
+
+
+@torch.no_grad()
+def eager_layer(minilm, hidden_states, token: int, head: int) -> dict[str, dict[str, Tensor]]:
+    """Every card's vectors for ``token`` and ``head``, computed independently of explain: from
+    the model's own modules and its hidden state before the layer (as Hugging Face's eager
+    BERT layer computes it), the softmax row from :func:`attnlab.inspect`'s exact capture."""
+    model, tokenizer = minilm
+    i, h = token, head
+    ids = tokenizer(SENTENCE)["input_ids"]
+    emb, block = model.embeddings, model.encoder.layer[LAYER]
+    H = model.config.num_attention_heads
+    dh = model.config.hidden_size // H
+    cols = slice(h * dh, (h + 1) * dh)
+    x = hidden_states[LAYER][0]  # (T, D): the layer's input
+    sa = block.attention.self
+    q, k, v = sa.query(x), sa.key(x), sa.value(x)  # (T, D)
+    scores = k[:, cols] @ q[i, cols]  # (T,)
+    weights = torch.softmax(scores / math.sqrt(dh), dim=-1)
+    captured = attnlab.inspect(SENTENCE).weights(LAYER, h)[i]
+    torch.testing.assert_close(weights, captured, atol=1e-5, rtol=0)
+    concat = torch.cat([torch.softmax(k[:, n * dh : (n + 1) * dh] @ q[i, n * dh : (n + 1) * dh]
+                                      / math.sqrt(dh), -1) @ v[:, n * dh : (n + 1) * dh]
+                        for n in range(H)])  # fmt: skip
+    o = block.attention.output.dense(concat)
+    resid = block.attention.output.LayerNorm(x[i] + o)
+    ff_hidden = block.intermediate(resid)
+    ff_out = block.output.dense(ff_hidden)
+    token_e, position = emb.word_embeddings.weight[ids[i]], emb.position_embeddings.weight[i]
+    token_type = emb.token_type_embeddings.weight[0]
+    total = token_e + position + token_type
+    return {
+        "tokens": {"ids": torch.tensor(ids, dtype=torch.float32)},
+        "embeddings": {"token embedding E[id]": token_e, "position": position,
+                       "token type": token_type, "sum": total,
+                       "LayerNorm(sum)": emb.LayerNorm(total)},
+        "layer_input": {"x": x[i]},
+        "qkv": {f"q (token {i}, head {h})": q[i, cols], f"k (token {i}, head {h})": k[i, cols],
+                f"v (token {i}, head {h})": v[i, cols]},
+        "scores": {"q·k": scores},
+        "scaling": {"scaled": scores / math.sqrt(dh)},
+        "mask": {"masked": scores / math.sqrt(dh)},
+        "softmax": {"α": captured},
+        "weighted_sum": {"z": weights @ v[:, cols]},
+        "concat": {"concat": concat},
+        "w_o": {"o": o},
+        "residual_norm": {"h": resid},
+        "feed_forward": {"hidden act(h·W_1 + b_1)": ff_hidden, "f = hidden·W_2 + b_2": ff_out},
+        "final": {"out": hidden_states[LAYER + 1][0][i]},
+    }  # fmt: skip
+
+
+def test_another_head_and_token_show_the_models_own_numbers_on_every_card(browser, minilm,
+                                                                          minilm_page):  # fmt: skip
+    """Head 7 and token 2, chosen with the page's controls: every vector of every card equals
+    the same slice of an independent eager computation of the layer (and of attnlab.inspect's
+    softmax row), to 1e-5."""
+    path, _, hidden_states = minilm_page
+    page, errors = open_page(browser, path)
+    page.select_option("#head", "7")
+    page.locator("[data-card=tokens] button.tok").nth(2).click()
+    assert page.evaluate("attnlabExplain.state()") == {"token": 2, "head": 7, "scale": True,
+                                                        "mask": False}  # fmt: skip
+    shown = values(page)
+    expected = eager_layer(minilm, hidden_states, token=2, head=7)
+    assert list(shown) == CARDS and {c: list(v) for c, v in shown.items()} == {
+        c: list(v) for c, v in expected.items()}  # fmt: skip
+    for card, vectors in expected.items():
+        for label, want in vectors.items():
+            got = torch.tensor(shown[card][label], dtype=torch.float32)
+            torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0,
+                                       msg=lambda m, c=card, n=label: f"{c} / {n}: {m}")  # fmt: skip
     assert errors == []
 
 

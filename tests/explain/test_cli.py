@@ -23,8 +23,9 @@ def no_model_loads(monkeypatch):
     (["x", "--token", ""], "--token must be a non-empty text; got ''"),
     (["x", "-o", "page.png"], "-o must end in one of ('.html',); got 'page.png'"),
     (["x", "--model", "/nonexistent/folder"], "--model: no model folder at /nonexistent/folder"),
-    (["x", "--pitfall", "mask"], "--pitfall mask needs a causal model (--model PATH: an attnlab "
-                                 "GPT checkpoint); the default all-MiniLM-L6-v2 is an encoder"),
+    (["x", "--position", "-1"], "--position must be an integer >= 0; got -1"),
+    (["x", "--pitfall", "mask"], "--pitfall mask needs a causal model (--model: an attnlab GPT); "
+                                 "in an encoder such as the default all-MiniLM-L6-v2 every token"),
 ])  # fmt: skip
 def test_bad_arguments_fail_in_one_line_before_any_model_loads(args, message, capsys, tmp_path,
                                                                monkeypatch, no_model_loads):  # fmt: skip
@@ -48,9 +49,30 @@ def test_a_layer_beyond_the_model_names_its_range(capsys, tmp_path):
     assert not (tmp_path / "e.html").exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["the cat", "--head", "12"], "--head must lie in [0, 11] for this model; got 12"),
+    (["the the cat", "--token", "the"], "--token 'the' occurs at positions [1, 2]; choose one "
+                                        "with --position"),
+    (["the cat", "--position", "4"], "--position must lie in [0, 3] for this text; got 4"),
+    (["word " * 513], "TEXT is 515 tokens; this model reads at most 512"),
+])  # fmt: skip
+def test_arguments_checked_against_the_model_and_text_name_the_flag(args, message, capsys,
+                                                                     tmp_path):  # fmt: skip
+    assert main(["explain", *args, "-o", str(tmp_path / "e.html")]) == 2
+    assert capsys.readouterr().err == f"attnlab explain: error: {message}\n"
+    assert not (tmp_path / "e.html").exists()
+
+
+def test_token_and_position_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "the cat", "--token", "cat", "--position", "1"])
+    assert exit_.value.code == 2
+    assert "argument --position: not allowed with argument --token" in capsys.readouterr().err
+
+
 def test_the_default_run_writes_the_page(capsys, tmp_path):
     out = tmp_path / "explain.html"
-    assert main(["explain", SENTENCE, "--layer", "1", "--head", "2", "--token", "it",
+    assert main(["explain", SENTENCE, "--layer", "1", "--head", "2", "--position", "10",
                  "-o", str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "the last card equals the model's hidden state for 'it': max |difference|" in printed

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 import attnlab
-
 from attnlab.explain import explain
 
 from .conftest import SENTENCE, WordTokenizer, open_page, small_gpt

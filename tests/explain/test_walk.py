@@ -106,18 +106,107 @@ def test_an_unsupported_model_object_is_refused_by_name():
 
 def test_bad_requests_name_what_is_allowed():
     model, tok = gpt_and_tokenizer()
-    with pytest.raises(ValueError, match=r"--layer must lie in \[0, 1\] for this model; got 2"):
+    with pytest.raises(ValueError, match=r"^layer must lie in \[0, 1\] for this model; got 2$"):
         explain("the cat", model=model, tokenizer=tok, layer=2)
-    with pytest.raises(ValueError, match=r"--head must lie in \[0, 3\] for this model; got 4"):
+    with pytest.raises(ValueError, match=r"^head must lie in \[0, 3\] for this model; got 4$"):
         explain("the cat", model=model, tokenizer=tok, head=4)
-    with pytest.raises(
-        ValueError, match=r"--token 'dog' is not in the text; its tokens are \['the', 'cat'\]"
-    ):
+    with pytest.raises(ValueError, match=r"^position must lie in \[0, 1\] for this text; got 2"):
+        explain("the cat", model=model, tokenizer=tok, position=2)
+    with pytest.raises(ValueError, match=r"^token 'dog' is not in the text; its tokens "
+                       r"\(position, token\) are \[\(0, 'the'\), \(1, 'cat'\)\]$"):  # fmt: skip
         explain("the cat", model=model, tokenizer=tok, token="dog")
-    with pytest.raises(ValueError, match="text is 65 tokens long; explain walks at most 64"):
-        explain(" ".join(["the"] * 65), model=small_gpt(len(WORDS)), tokenizer=tok)
-    with pytest.raises(ValueError, match="--pitfall must be one of"):
+    with pytest.raises(ValueError, match="^give token or position, not both; got 'cat' and 1$"):
+        explain("the cat", model=model, tokenizer=tok, token="cat", position=1)
+    with pytest.raises(ValueError, match="^pitfall must be one of"):
         explain("the cat", model=model, tokenizer=tok, pitfall="softmax")
+    encoder = small_gpt(len(WORDS), causal=False)
+    with pytest.raises(ValueError, match=r"^pitfall mask needs a causal model \(model: an "
+                       "attnlab GPT\\); in an encoder such as GPT every token"):  # fmt: skip
+        explain("the cat", model=encoder, tokenizer=tok, pitfall="mask")
+
+
+@pytest.mark.parametrize(("argument", "value"), [
+    ("head", 1.5), ("head", -1), ("head", "0"), ("layer", True), ("layer", "1"), ("layer", None),
+    ("position", 0.0), ("position", False),
+])  # fmt: skip
+def test_arguments_of_the_wrong_type_name_the_argument_expected_and_given(argument, value,
+                                                                           monkeypatch):  # fmt: skip
+    """Refused at the top of explain(), before any model loads (the default MiniLM included)."""
+    from attnlab.inspection import pretrained
+
+    monkeypatch.setattr(pretrained, "load_minilm", lambda: pytest.fail("a model was loaded"))
+    with pytest.raises(ValueError) as err:
+        explain("the cat", **{argument: value})
+    assert str(err.value) == f"{argument} must be an integer >= 0; got {value!r}"
+
+
+def test_a_bad_token_argument_is_named():
+    for bad in ("", "  ", 3):
+        with pytest.raises(ValueError, match=f"^token must be a non-empty text; got {bad!r}$"):
+            explain("the cat", token=bad)
+
+
+def test_a_text_longer_than_the_models_positions_is_refused_before_it_runs(monkeypatch):
+    from attnlab.explain import anatomy
+
+    model, tok = gpt_and_tokenizer()  # max_len 32
+    monkeypatch.setattr(anatomy, "_gpt", lambda *a: pytest.fail("the model ran"))
+    with pytest.raises(ValueError, match="^TEXT is 33 tokens; this model reads at most 32$"):
+        explain(" ".join(["the"] * 33), model=model, tokenizer=tok)
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=8)  # fmt: skip
+    bert = transformers.BertModel(config).eval()
+    with pytest.raises(ValueError, match="^TEXT is 9 tokens; this model reads at most 8$"):
+        explain(" ".join(["the"] * 9), model=bert, tokenizer=tok)
+    wide = attnlab.GPT(attnlab.GPTConfig(vocab_size=len(WORDS), max_len=128, n_layers=1,
+                                         n_heads=2, d_model=8))  # fmt: skip
+    with pytest.raises(ValueError, match="^TEXT is 65 tokens long; explain walks at most 64"):
+        explain(" ".join(["the"] * 65), model=wide, tokenizer=tok)
+
+
+def test_a_bert_with_relative_positions_is_refused_by_name():
+    import transformers
+
+    config = transformers.BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     position_embedding_type="relative_key")  # fmt: skip
+    bert = transformers.BertModel(config).eval()
+    with pytest.raises(ValueError, match="^explain walks BERT models with absolute positions; "
+                       "this one has position_embedding_type='relative_key'$"):  # fmt: skip
+        explain("the cat", model=bert, tokenizer=WordTokenizer(WORDS))
+
+
+def test_tokens_are_chosen_by_position_or_by_their_cleaned_text(minilm):
+    """WordPiece (##), a repeated word, a split word, a position; then a byte-level BPE (Ġ)."""
+    from tests.inspection.model_folders import byte_tokenizer
+
+    text = "the tokenization of the text"
+    _, tokenizer = minilm
+    tokens = tokenizer.tokenize(text)
+    assert tokens == ["the", "token", "##ization", "of", "the", "text"]
+    assert explain(text, token="##ization").start["token"] == 3  # [CLS] is position 0
+    assert explain(text, token="ization").start["token"] == 3
+    assert explain(text, position=5).start["token"] == 5
+    with pytest.raises(ValueError, match=r"^token 'the' occurs at positions \[1, 5\]; choose "
+                       "one with position$"):  # fmt: skip
+        explain(text, token="the")
+    with pytest.raises(ValueError, match=r"^token 'tokenization' is split by the tokenizer into "
+                       r"\['token', '##ization'\] at positions 2…3; choose one piece"):  # fmt: skip
+        explain(text, token="tokenization")
+    bpe = byte_tokenizer()  # byte-level, with merges for " cat": Ġ marks a leading space
+    bpe.backend_tokenizer.model = type(bpe.backend_tokenizer.model)(
+        vocab={**bpe.get_vocab(), "Ġc": 256, "Ġca": 257, "Ġcat": 258},
+        merges=[("Ġ", "c"), ("Ġc", "a"), ("Ġca", "t")])  # fmt: skip
+    gpt = attnlab.GPT(attnlab.GPTConfig(vocab_size=259, max_len=64, n_layers=1, n_heads=2,
+                                        d_model=8)).eval()  # fmt: skip
+    e = explain("the cat sat", model=gpt, tokenizer=bpe, token="cat")
+    assert e.tokens == ["t", "h", "e", "Ġcat", "Ġ", "s", "a", "t"] and e.start["token"] == 3
+    assert explain("the cat sat", model=gpt, tokenizer=bpe, token="Ġcat").start["token"] == 3
+    with pytest.raises(ValueError, match=r"^token 't' occurs at positions \[0, 7\]"):
+        explain("the cat sat", model=gpt, tokenizer=bpe, token="t")
 
 
 def test_shapes_pitfall_records_attnlabs_own_error():

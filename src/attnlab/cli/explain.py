@@ -25,15 +25,21 @@ def register(sub: argparse._SubParsersAction) -> None:
             "correct numbers."
         ),
     )
-    p.add_argument("text", help="the text to run (at most 64 tokens)")
+    p.add_argument("text", help="the text to run (at most 64 tokens, and at most the model's "
+                   "positions)")  # fmt: skip
     p.add_argument("-o", "--out", default="explain.html", help="output page (.html)")
     p.add_argument("--model", metavar="PATH", help="attnlab GPT checkpoint (folder with "
                    "tokenizer.json, or a training run's checkpoint.safetensors) or a BERT-family "
                    "Hugging Face folder (default: the bundled all-MiniLM-L6-v2)")  # fmt: skip
     p.add_argument("--layer", type=int, default=0, help="layer index (0-based; default 0)")
     p.add_argument("--head", type=int, default=0, help="head the page opens on (default 0)")
-    p.add_argument("--token", metavar="WORD", help="token the page opens on, as the tokenizer "
-                   "writes it (default: the last word)")  # fmt: skip
+    choice = p.add_mutually_exclusive_group()
+    choice.add_argument("--token", metavar="WORD", help="token the page opens on, by its text "
+                        "(the word markers Ġ, ## and ▁ may be left out); a text found at several "
+                        "positions is refused with them: then use --position (default: the last "
+                        "token, before BERT's [SEP]; the first with --pitfall mask)")  # fmt: skip
+    choice.add_argument("--position", type=int, metavar="N", help="token the page opens on, "
+                        "by its 0-based position among the tokens")  # fmt: skip
     p.add_argument("--pitfall", choices=sorted(PITFALLS),
                    help="make this mistake on purpose: " + "; ".join(
                        f"{k}: {v}" for k, v in PITFALLS.items()))  # fmt: skip
@@ -43,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     _checks.text("TEXT", args.text)
     _checks.text("--token", args.token)
-    for flag in ("--layer", "--head"):
+    for flag in ("--layer", "--head", "--position"):
         _checks.number(flag, getattr(args, flag[2:]), at_least=0)
     _checks.output_file("-o", args.out, suffixes=(".html",))
     if args.model is not None:
@@ -53,19 +59,25 @@ def run(args: argparse.Namespace) -> int:
             _checks.input_file("--model", args.model, what="checkpoint")
         else:
             _checks.input_dir("--model", args.model, what="model folder")
-    if args.pitfall == "mask" and args.model is None:
-        raise ValueError("--pitfall mask needs a causal model (--model PATH: an attnlab GPT "
-                         "checkpoint); the default all-MiniLM-L6-v2 is an encoder, where every "
-                         "token sees every other")  # fmt: skip
-    from attnlab.explain import explain
+    from attnlab.explain.build import build
     from attnlab.explain.load import load_explainable
+    from attnlab.explain.pitfalls import check_pitfall
+
+    if args.model is None:  # the default MiniLM is an encoder: refused before it loads
+        check_pitfall(args.pitfall, False, flag=_flag, about="the default all-MiniLM-L6-v2")
 
     model, tokenizer, name = load_explainable(args.model)
     print(f"running {name} and walking layer {args.layer}…", flush=True)
-    e = explain(args.text, model=model, tokenizer=tokenizer, layer=args.layer, head=args.head,
-                token=args.token, pitfall=args.pitfall, model_name=name)  # fmt: skip
+    e = build(args.text, model=model, tokenizer=tokenizer, layer=args.layer, head=args.head,
+              token=args.token, position=args.position, pitfall=args.pitfall, model_name=name,
+              flag=_flag)  # fmt: skip
     path = e.save(args.out)
     print(f"the last card equals the model's hidden state for {e.tokens[e.start['token']]!r}: "
           f"max |difference| {e.max_difference:.1e}")  # fmt: skip
     print(f"wrote {path}")
     return 0
+
+
+def _flag(name: str) -> str:
+    """An argument's name on the command line, in explain's errors."""
+    return name if name == "TEXT" else f"--{name}"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SUPPORTED", "Anatomy", "anatomy_of"]
+__all__ = ["SUPPORTED", "Anatomy", "Limits", "anatomy_of", "limits_of"]
 
 SUPPORTED = (
     "the bundled all-MiniLM-L6-v2 (default), BERT-family Hugging Face encoder folders "
@@ -58,24 +58,49 @@ class Anatomy:
         return self.d_model // self.n_heads
 
 
-def anatomy_of(model: nn.Module, input_ids: Tensor, layer: int, **inputs: Tensor) -> Anatomy:
-    """Run ``model`` on ``input_ids`` (1, T) with hooks on layer ``layer``'s modules. Raises a
-    ``ValueError`` naming what is supported for any other model."""
+@dataclass(frozen=True)
+class Limits:
+    """What a model allows, read from its config before it runs."""
+
+    kind: str  # "bert" or "gpt"
+    n_layers: int
+    n_heads: int
+    max_positions: int  # the longest input its position table covers
+
+
+def limits_of(model: nn.Module) -> Limits:
+    """The model's kind, layers, heads and position limit. Raises a ``ValueError`` naming what
+    is supported for any other model, and for a BERT whose positions are not absolute (relative
+    position scores are not among the walk's steps)."""
     from attnlab.models.gpt import GPT
 
     if isinstance(model, GPT):
-        return _gpt(model, input_ids, layer)
+        c = model.config
+        return Limits("gpt", c.n_layers, c.n_heads, c.max_len)
     if _is_bert(model):
-        return _bert(model, input_ids, layer, **inputs)
+        c = model.config
+        kind = getattr(c, "position_embedding_type", "absolute")
+        if kind != "absolute":
+            raise ValueError(f"explain walks BERT models with absolute positions; this one has "
+                             f"position_embedding_type={kind!r}")  # fmt: skip
+        return Limits("bert", c.num_hidden_layers, c.num_attention_heads,
+                      c.max_position_embeddings)  # fmt: skip
     raise ValueError(
         f"attnlab explain does not know the layout of {type(model).__name__}; it supports "
         f"{SUPPORTED}"
     )
 
 
-def check_layer(layer: int, n_layers: int) -> None:
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"--layer must lie in [0, {n_layers - 1}] for this model; got {layer}")
+def anatomy_of(model: nn.Module, input_ids: Tensor, layer: int, **inputs: Tensor) -> Anatomy:
+    """Run ``model`` on ``input_ids`` (1, T) with hooks on layer ``layer``'s modules (checked
+    against :func:`limits_of`, which also refuses models explain does not know)."""
+    limits = limits_of(model)
+    if not 0 <= layer < limits.n_layers:
+        raise ValueError(f"layer must lie in [0, {limits.n_layers - 1}] for this model; "
+                         f"got {layer}")  # fmt: skip
+    if limits.kind == "gpt":
+        return _gpt(model, input_ids, layer)
+    return _bert(model, input_ids, layer, **inputs)
 
 
 def _is_bert(model: nn.Module) -> bool:
@@ -114,7 +139,6 @@ class _Recorder:
 
 def _gpt(model: nn.Module, input_ids: Tensor, layer: int) -> Anatomy:
     c = model.config
-    check_layer(layer, c.n_layers)
     block = model.layers[layer]
     attn, ff = block.self_attn, block.ff
     with _Recorder() as rec, torch.no_grad():
@@ -146,7 +170,6 @@ def _gpt(model: nn.Module, input_ids: Tensor, layer: int) -> Anatomy:
 
 def _bert(model: nn.Module, input_ids: Tensor, layer: int, **inputs: Tensor) -> Anatomy:
     c = model.config
-    check_layer(layer, c.num_hidden_layers)
     emb = model.embeddings
     block = model.encoder.layer[layer]
     self_attn = block.attention.self

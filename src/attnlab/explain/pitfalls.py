@@ -14,7 +14,7 @@ from __future__ import annotations
 from attnlab.explain.anatomy import Anatomy
 from attnlab.explain.walk import Variant, heads_of
 
-__all__ = ["PITFALLS", "pitfall_variant", "shapes_pitfall"]
+__all__ = ["PITFALLS", "check_pitfall", "pitfall_variant", "shapes_pitfall"]
 
 PITFALLS = {
     "scaling": "forgetting to divide the scores by √d_k",
@@ -23,16 +23,19 @@ PITFALLS = {
 }
 
 
-def check_pitfall(pitfall: str | None, anatomy: Anatomy | None = None) -> None:
-    """``pitfall`` is one of :data:`PITFALLS`; ``mask`` needs a causal model."""
+def check_pitfall(pitfall: str | None, causal: bool | None = None, *, flag=str,
+                  about: str = "") -> None:  # fmt: skip
+    """``pitfall`` is one of :data:`PITFALLS`; ``mask`` needs a causal model (``causal``
+    False: refused, naming the model ``about``; None: not known yet). ``flag`` spells an
+    argument's name: ``"--" + name`` on the command line."""
     if pitfall is None:
         return
     if pitfall not in PITFALLS:
-        raise ValueError(f"--pitfall must be one of {sorted(PITFALLS)}; got {pitfall!r}")
-    if anatomy is not None and pitfall == "mask" and not anatomy.causal:
+        raise ValueError(f"{flag('pitfall')} must be one of {sorted(PITFALLS)}; got {pitfall!r}")
+    if causal is False and pitfall == "mask":
         raise ValueError(
-            "--pitfall mask needs a causal model (an attnlab GPT checkpoint, --model PATH): in "
-            f"an encoder such as this one every token sees every other ({anatomy.description})"
+            f"{flag('pitfall')} mask needs a causal model ({flag('model')}: an attnlab GPT); in "
+            f"an encoder such as {about or 'this one'} every token sees every other"
         )
 
 

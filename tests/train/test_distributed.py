@@ -16,7 +16,7 @@ def test_two_processes_match_one(tmp_path):
     corpus.write_text(read_plays(limit=1)[:40_000], encoding="utf-8")
     common = {"corpus": str(corpus), "n_layers": 1, "n_heads": 2, "d_model": 32, "d_ff": 64,
               "context": 32, "batch": 8, "steps": 12, "eval_interval": 6, "eval_batches": 2,
-              "warmup": 2, "dropout": 0.0, "time_limit": 0.0}  # fmt: skip
+              "warmup": 2, "dropout": 0.0, "time_limit": 0.0, "dtype": "float32"}  # fmt: skip
     one = load_config("shakespeare-char", **common, out_dir=str(tmp_path / "one"))
     two = load_config("shakespeare-char", **common, out_dir=str(tmp_path / "two"))
     train(one)

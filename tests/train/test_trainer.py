@@ -29,7 +29,8 @@ def corpus(tmp_path_factory):
 def tiny(corpus, out, **changes):
     base = {"corpus": str(corpus), "n_layers": 1, "n_heads": 2, "d_model": 32, "d_ff": 64,
             "context": 32, "batch": 8, "steps": 30, "eval_interval": 10, "eval_batches": 2,
-            "warmup": 5, "dropout": 0.1, "out_dir": str(out), "time_limit": 0.0}  # fmt: skip
+            "warmup": 5, "dropout": 0.1, "out_dir": str(out), "time_limit": 0.0,
+            "dtype": "float32"}  # fmt: skip
     return load_config("shakespeare-char", **{**base, **changes})
 
 

@@ -218,6 +218,17 @@ def test_removing_the_causal_mask_lets_future_keys_in_and_changes_only_later_ste
     assert errors == []
 
 
+def test_the_sinusoidal_table_states_its_scale(browser, tmp_path):
+    tok = WordTokenizer(WORDS)
+    path = tmp_path / "sinusoidal.html"
+    model = small_gpt(tok.vocab_size, "sinusoidal")
+    explain(" ".join(WORDS), model=model, tokenizer=tok).save(path)
+    page, errors = open_page(browser, path)
+    text = page.inner_text("[data-card=embeddings] .formula")
+    assert "s·PE" in text and "s = 0.02828 = 0.02·√2" in text
+    assert errors == []
+
+
 def test_hostile_text_is_shown_as_text_and_never_runs(browser, tmp_path):
     words = ["<script>alert(1)</script>", "</script><img/src=x/onerror=alert(2)>", "&amp;", "a"]
     tok = WordTokenizer(words)

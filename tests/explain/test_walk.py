@@ -55,6 +55,41 @@ def test_gpt_final_vector_and_weights_are_the_models(positional, layer):
     assert e.start["token"] == len(WORDS) - 1  # default: the last token
 
 
+@pytest.mark.parametrize("layer", [0, 1])
+def test_gpt_from_hugging_face_gpt2_final_vector_is_hf_hidden_state(layer):
+    """An outside reference: a small random GPT2LMHeadModel, converted with GPT.from_hf; the
+    walk's output of layer 0 and 1 (of 3) is Hugging Face's own hidden_states[layer + 1] (not
+    the last layer's: Hugging Face applies ln_f to it)."""
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(WORDS), n_positions=16, n_embd=32, n_layer=3,
+                                     n_head=4, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)  # fmt: skip
+    hf = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # larger weights: attention far from uniform
+        for p in hf.parameters():
+            p.mul_(4 if p.dim() == 2 else 1)
+    tok = WordTokenizer(WORDS)
+    text = "the cat sat on a mat and then it slept"
+    e = explain(text, model=attnlab.GPT.from_hf(hf), tokenizer=tok, layer=layer)
+    with torch.no_grad():
+        out = hf(torch.tensor([tok.encode(text)]), output_hidden_states=True)
+    torch.testing.assert_close(e.final, out.hidden_states[layer + 1][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(e.fixed["x"], out.hidden_states[layer][0], atol=1e-5, rtol=0)
+
+
+def test_a_fixed_sinusoidal_table_shows_its_scale():
+    from attnlab.functional.positional import sinusoidal_table
+
+    model, tok = gpt_and_tokenizer("sinusoidal")
+    e = explain("the cat sat", model=model, tokenizer=tok)
+    assert e.anatomy.position_scale == pytest.approx(0.02 * math.sqrt(2), rel=1e-6)
+    torch.testing.assert_close(e.fixed["position"],
+                               e.anatomy.position_scale * sinusoidal_table(3, 32))  # fmt: skip
+    learned, _ = gpt_and_tokenizer("learned")
+    assert explain("the cat", model=learned, tokenizer=tok).anatomy.position_scale is None
+
+
 def test_variants_are_the_softmax_of_the_hooked_queries_and_keys():
     """No scaling: softmax(q·kᵀ) with the causal mask; no mask: softmax(q·kᵀ/√d_h) over all keys."""
     model, tok = gpt_and_tokenizer()

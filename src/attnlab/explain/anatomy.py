@@ -57,6 +57,14 @@ class Anatomy:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def position_scale(self) -> float | None:
+        """The factor s of a fixed sin/cos table s·PE, read from the model's own table: PE(0, 1)
+        = cos(0) = 1 (attnlab's GPT: 0.02·√2). None for a learned table."""
+        if self.positional != "sinusoidal":
+            return None
+        return float(self.parts["position"][0, 1])
+
 
 @dataclass(frozen=True)
 class Limits:

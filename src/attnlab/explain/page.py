@@ -55,6 +55,7 @@ def page_data(e: Explanation) -> dict:
             "norm_first": a.norm_first,
             "causal": a.causal,
             "positional": a.positional,
+            "position_scale": a.position_scale,
             "max_difference": e.max_difference,
             "tolerance": TOLERANCE,
         },

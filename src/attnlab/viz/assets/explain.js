@@ -65,7 +65,9 @@
       emb["sum"] = row(FIXED.embeddings, i);
     }
     const posText = M.positional === "sinusoidal"
-      ? "PE(pos, 2i) = sin(pos/10000^(2i/D)), PE(pos, 2i+1) = cos(…) (fixed, scaled)"
+      ? `s·PE, PE(pos, 2i) = sin(pos/10000^(2i/D)), PE(pos, 2i+1) = cos(…) (fixed); ` +
+        `s = ${M.position_scale.toPrecision(4)} = 0.02·√2: the table's RMS (1/√2) brought to the ` +
+        "token embeddings' 0.02"
       : "a learned table P[pos]";
     cards.push({ id: "embeddings", title: "2. Embeddings + positional encoding",
       formula: M.kind === "bert" ? `e = LayerNorm(E[id] + P[pos] + TokenType[0]); P: ${posText}`
@@ -233,7 +235,8 @@
     p.textContent = diff <= M.tolerance
       ? `= the model's own hidden state for ${tokenLabel(state.token)} after layer ${M.layer}: ` +
         `max |difference| ${diff.toExponential(1)} over its ${out.length} values ` +
-        `(whole text: ${M.max_difference.toExponential(1)}).`
+        `(whole text: ${M.max_difference.toExponential(1)}; explain refuses anything above ` +
+        `${M.tolerance.toExponential(0)}).`
       : `≠ the model's own hidden state (max |difference| ${diff.toExponential(1)}): ` +
         "this is what the mistake does to the layer's output.";
     if (diff > M.tolerance) p.classList.add("off");

@@ -61,12 +61,9 @@ class Explanation:
         return write_text(path, self.render())
 
     def _repr_html_(self) -> str:  # inline in Jupyter, isolated in an iframe like viz.html.Page
-        import html
+        from attnlab.viz.html import inline
 
-        return (
-            f'<iframe srcdoc="{html.escape(self.render(), quote=True)}" '
-            "style='width:100%;height:720px;border:0'></iframe>"
-        )
+        return inline(self.render(), height=720)
 
 
 def explain(

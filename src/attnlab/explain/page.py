@@ -11,15 +11,14 @@ their shape: ``{"shape": [H, T, T], "data": "..."}``.
 
 from __future__ import annotations
 
-import base64
 import html
-import json
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from attnlab.explain.pitfalls import PITFALLS
+from attnlab.viz.html import _b64, _safe_json
 
 if TYPE_CHECKING:
     from attnlab.explain.build import Explanation
@@ -28,8 +27,7 @@ __all__ = ["page_data", "render_explanation"]
 
 
 def _tensor(t: Tensor) -> dict:
-    data = t.detach().float().contiguous().numpy().tobytes()
-    return {"shape": list(t.shape), "data": base64.b64encode(data).decode("ascii")}
+    return {"shape": list(t.shape), "data": _b64(t.detach().float())}
 
 
 def page_data(e: Explanation) -> dict:
@@ -69,11 +67,6 @@ def page_data(e: Explanation) -> dict:
         "pitfalls": PITFALLS,
         "shapes": e.shapes,
     }
-
-
-def _safe_json(data: object) -> str:
-    text = json.dumps(data, ensure_ascii=True, allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def render_explanation(e: Explanation) -> str:

@@ -18,13 +18,14 @@ Dimension legend: T positions, D model width, H heads, d_h = D / H, d_ff feed-fo
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from attnlab import masks
 from attnlab.explain.anatomy import Anatomy
+from attnlab.functional.checks import default_scale
 
 __all__ = ["Variant", "heads_of", "walk"]
 
@@ -52,12 +53,9 @@ def walk(anatomy: Anatomy, variant: Variant) -> dict[str, Tensor]:
     q, k, v = (heads_of(a.parts[n], a.n_heads) for n in ("q", "k", "v"))  # (H, T, d_h) each
     T = q.shape[1]
     scores = q @ k.transpose(-1, -2)  # (H, T, d_h) @ (H, d_h, T) → (H, T, T)
-    scaled = scores / math.sqrt(a.d_head) if variant.scale else scores
-    if variant.causal:
-        may_attend = torch.ones(T, T, dtype=torch.bool).tril()  # query i sees keys j ≤ i
-        masked = scaled.masked_fill(~may_attend, float("-inf"))
-    else:
-        masked = scaled
+    scaled = scores * default_scale(a.d_head) if variant.scale else scores
+    # causal: query i sees keys j ≤ i (attnlab.masks.causal, True = may attend)
+    masked = scaled.masked_fill(~masks.causal(T), float("-inf")) if variant.causal else scaled
     weights = torch.softmax(masked, dim=-1)  # (H, T, T)
     context = weights @ v  # (H, T, T) @ (H, T, d_h) → (H, T, d_h)
     concat = context.transpose(0, 1).reshape(T, a.d_model)  # (T, H, d_h) → (T, D)

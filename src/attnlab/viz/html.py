@@ -129,6 +129,15 @@ def write_page(
     return write_text(path, render_page(payload, compare, title=title, start=start))
 
 
+def inline(page: str, height: int = 640) -> str:
+    """A whole page for Jupyter's ``_repr_html_``: an iframe keeps the page's script and styles
+    apart from the notebook's."""
+    return (
+        f'<iframe srcdoc="{html.escape(page, quote=True)}" '
+        f"style='width:100%;height:{height}px;border:0'></iframe>"
+    )
+
+
 class Page:
     """The interactive page as an object: renders inline in Jupyter (``_repr_html_``)."""
 
@@ -143,12 +152,7 @@ class Page:
         return render_page(self.payload, self.compare, title=self.title, start=self.start)
 
     def _repr_html_(self) -> str:
-        page = self._render()
-        # An iframe keeps the page's script and styles apart from the notebook's.
-        return (
-            f'<iframe srcdoc="{html.escape(page, quote=True)}" '
-            "style='width:100%;height:640px;border:0'></iframe>"
-        )
+        return inline(self._render())
 
     def save(self, path: str | Path) -> Path:
         return write_text(path, self._render())

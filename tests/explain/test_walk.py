@@ -251,3 +251,13 @@ def test_shapes_pitfall_records_attnlabs_own_error():
         "(q (1, 12, 14, 32), k (1, 14, 384))"
     )
     assert e.start == {"token": 12, "head": 0, "scale": True, "mask": False, "pitfall": "shapes"}
+
+
+def test_the_explanation_displays_inline_in_jupyter_as_an_isolated_page():
+    import html
+
+    model, tok = gpt_and_tokenizer()
+    e = explain("the cat", model=model, tokenizer=tok)
+    shown = e._repr_html_()
+    assert shown.startswith('<iframe srcdoc="') and "height:720px" in shown
+    assert html.unescape(shown.split('"')[1]) == e.render()

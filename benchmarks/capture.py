@@ -126,6 +126,9 @@ def main() -> None:
             if mode == "eager" and n > EAGER_LIMIT.get(model_name, n):
                 continue
             case = {"model_name": model_name, "mode": mode, "n": n, "reps": reps}
+            if args.quick:  # a smoke run: one process (peak memory then means little)
+                results[mode] = run_case(**case)
+                continue
             done = subprocess.run(
                 [sys.executable, "-m", "benchmarks.capture", "--case", json.dumps(case)],
                 capture_output=True, text=True, check=True,

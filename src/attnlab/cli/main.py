@@ -29,6 +29,7 @@ SUBCOMMANDS: list[str] = [
     "evaluate",
     "experiment",
     "demo",
+    "serve",
 ]
 DEBUG_HELP = "on an error, print the traceback too (or set ATTNLAB_DEBUG=1)"
 

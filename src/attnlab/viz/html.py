@@ -85,13 +85,15 @@ def _safe_json(data: object) -> str:
 
 def render_page(
     payload: Panels, compare: Panels | None = None, *, title: str = "attnlab: attention",
-    start: dict | None = None,
+    start: dict | None = None, tiles: str | None = None,
 ) -> str:  # fmt: skip
     """The page as a string. ``compare`` shows a second text side by side (same model shape).
     Either may be several panels (an encoder–decoder's encoder, decoder and cross-attention,
     from :meth:`AttentionPayload.panels`), shown side by side with one layer and head choice.
     ``start``: the view the page opens on, e.g. ``{"view": "head", "layer": 5, "head": 11,
-    "token": 10, "measure": "rollout"}`` (a link's ``#view=...`` fragment overrides it)."""
+    "token": 10, "measure": "rollout"}`` (a link's ``#view=...`` fragment overrides it).
+    ``tiles``: the URL of a server's exact tiles (`attnlab serve`): zoomed heatmaps of long texts
+    fetch exact weights from it instead of showing block means."""
     first = [payload] if isinstance(payload, AttentionPayload) else list(payload)
     second = [] if compare is None else [compare] if isinstance(compare, AttentionPayload) \
         else list(compare)  # fmt: skip
@@ -108,7 +110,10 @@ def render_page(
     assets = resources.files("attnlab.viz") / "assets"
     css = (assets / "attention.css").read_text(encoding="utf-8")
     js = (assets / "attention.js").read_text(encoding="utf-8")
-    data = _safe_json({"texts": [_encode(t) for t in texts], "start": start or {}})
+    data = {"texts": [_encode(t) for t in texts], "start": start or {}}
+    if tiles is not None:
+        data["tiles"] = tiles
+    data = _safe_json(data)
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{css}</style></head><body>"

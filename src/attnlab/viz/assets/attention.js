@@ -182,7 +182,7 @@
   function showTip(event, what, value) {
     clear(tooltip);
     textEl("span", { class: "tip-what" }, tooltip, what + ": ");
-    textEl("span", { class: "tip-value" }, tooltip, fmt(value));
+    textEl("span", { class: "tip-value", "data-value": String(value) }, tooltip, fmt(value));
     tooltip.hidden = false;
     tooltip.style.left = event.clientX + 14 + "px";
     tooltip.style.top = event.clientY + 14 + "px";
@@ -337,20 +337,45 @@
     const ylab = el("div", { class: "ylabels", style: `height:${ch}px` }, wrap);
     const canvas = el("canvas", { class: "heat", width: cw, height: ch, "data-rows": src.rows,
       "data-cols": src.cols }, wrap);
-    bar(wrap, src, ch);
+    const scaleBar = bar(wrap, src, ch);
     el("div", {}, wrap);
     const xlab = el("div", { class: "xlabels", style: `width:${cw}px` }, wrap);
     const off = image(src.rows, src.cols, src.value, src.scale, src.signed);
+    let exact = null;  // the exact tile drawn over the view, when zoomed in far enough
     const draw = () => {
       const win = windowOf(src.rows, src.cols), ctx = canvas.getContext("2d");
       ctx.imageSmoothingEnabled = false;
       ctx.clearRect(0, 0, cw, ch);
       ctx.drawImage(off, win.x0, win.y0, win.w, win.h, 0, 0, cw, ch);
+      exact = src.tiles ? drawExact(src, win, ctx, cw, ch, draw) : null;
+      scaleBar.show(exact ? exact.scale : src.scale, exact !== null);
+      if (exact) {
+        canvas.setAttribute("data-exact", [exact.q0, exact.q1, exact.k0, exact.k1].join(","));
+        canvas.setAttribute("data-view", exact.view.join(","));
+        const [qa, qb, ka, kb] = exact.view;
+        axisLabels(ylab, qa, qb - qa, ch / (qb - qa), src.tiles.T, src.tiles.query, "y",
+          src.tiles.focus);
+        axisLabels(xlab, ka, kb - ka, cw / (kb - ka), src.tiles.S, src.tiles.key, "x",
+          src.tiles.cross ? null : src.tiles.focus);
+        return;
+      }
+      canvas.removeAttribute("data-exact");
+      canvas.removeAttribute("data-view");
       axisLabels(ylab, win.y0, win.h, ch / win.h, src.rows, src.rowLabel, "y", src.focusRow);
       axisLabels(xlab, win.x0, win.w, cw / win.w, src.cols, src.colLabel, "x", src.focusCol);
     };
     canvas.addEventListener("mousemove", (e) => {
       const win = windowOf(src.rows, src.cols), rect = canvas.getBoundingClientRect();
+      if (exact) {
+        const [qa, qb, ka, kb] = exact.view;
+        const i = Math.floor(qa + (e.clientY - rect.top) / rect.height * (qb - qa));
+        const j = Math.floor(ka + (e.clientX - rect.left) / rect.width * (kb - ka));
+        if (i >= exact.q0 && i < exact.q1 && j >= exact.k0 && j < exact.k1) {
+          showTip(e, `query "${src.tiles.query(i)}" (${i}), key "${src.tiles.key(j)}" (${j}), ` +
+            "exact", exact.values[(i - exact.q0) * (exact.k1 - exact.k0) + (j - exact.k0)]);
+        }
+        return;
+      }
       const r = Math.floor(win.y0 + (e.clientY - rect.top) / rect.height * win.h);
       const c = Math.floor(win.x0 + (e.clientX - rect.left) / rect.width * win.w);
       if (r >= 0 && r < src.rows && c >= 0 && c < src.cols) {
@@ -376,9 +401,10 @@
     }
   }
 
+  // The colour bar; show(scale, exact) relabels it when an exact tile replaces the block means.
   function bar(parent, src, height) {
     const box = el("div", { class: "bar" }, parent);
-    textEl("div", { class: "bar-top" }, box, fmt(src.scale));
+    const top = textEl("div", { class: "bar-top" }, box, fmt(src.scale));
     const c = el("canvas", { width: 12, height: 128, style: `height:${height - 36}px` }, box);
     const ctx = c.getContext("2d");
     for (let y = 0; y < 128; y++) {
@@ -386,8 +412,64 @@
       ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
       ctx.fillRect(0, y, 12, 1);
     }
-    textEl("div", { class: "bar-bottom" }, box, fmt(src.signed ? -src.scale : 0));
-    textEl("div", { class: "bar-label" }, box, src.label);
+    const bottom = textEl("div", { class: "bar-bottom" }, box, fmt(src.signed ? -src.scale : 0));
+    const label = textEl("div", { class: "bar-label" }, box, src.label);
+    return { show(scale, exact) {
+      top.textContent = fmt(scale);
+      bottom.textContent = fmt(src.signed ? -scale : 0);
+      label.textContent = exact ? `${src.label} (exact, this view)` : src.label;
+    } };
+  }
+
+  // ---- exact tiles from a server (attnlab serve) -------------------------------------------
+  // A long text's page carries block means; zoomed in until at most SPAN tokens show on each
+  // side, the heatmap asks the server for the exact weights of the tokens in view (in tiles
+  // aligned to SNAP tokens, so panning reuses them) and draws them over the block means.
+  const SPAN = 448, SNAP = 64, TILE = 512;
+  const tileStore = new Map();  // url → { promise, tile once it has come }; the last 32
+  function fetchTile(url) {
+    if (!tileStore.has(url)) {
+      const entry = {};
+      entry.promise = fetch(url).then(async (r) => {
+        if (!r.ok) {
+          let message = `the server answered ${r.status}`;
+          try { message = (await r.json()).error || message; } catch (e) { /* not JSON */ }
+          throw new Error(message);
+        }
+        const values = new Float32Array(await r.arrayBuffer());
+        let scale = 1e-12;
+        for (const v of values) scale = Math.max(scale, Math.abs(v));
+        entry.tile = { values, scale };
+        return entry.tile;
+      });
+      tileStore.set(url, entry);
+      if (tileStore.size > 32) tileStore.delete(tileStore.keys().next().value);
+    }
+    return tileStore.get(url);
+  }
+
+  // Draws the exact tile covering the view if it has arrived (else asks for it and redraws
+  // when it comes); returns what was drawn, or null (not zoomed in enough, or still coming).
+  function drawExact(src, win, ctx, cw, ch, redraw) {
+    const x = src.tiles, snap = (a) => Math.floor(a / SNAP) * SNAP;
+    const qa = win.y0 * x.pool, qb = Math.min(x.T, (win.y0 + win.h) * x.pool);
+    const ka = win.x0 * x.kpool, kb = Math.min(x.S, (win.x0 + win.w) * x.kpool);
+    if (qb - qa > SPAN || kb - ka > SPAN) return null;
+    const q0 = snap(qa), k0 = snap(ka), q1 = Math.min(x.T, q0 + TILE), k1 = Math.min(x.S, k0 + TILE);
+    const url = `${x.url}?text=${x.text}&layer=${x.layer}&head=${x.head}` +
+      `&q0=${q0}&q1=${q1}&k0=${k0}&k1=${k1}`;
+    const entry = fetchTile(url), got = entry.tile;
+    if (!got) {
+      entry.promise.then(() => redraw(), (err) => x.failed(err.message));
+      return null;
+    }
+    if (!got.image) {
+      got.image = image(q1 - q0, k1 - k0, (r, k) => got.values[r * (k1 - k0) + k], got.scale, false);
+    }
+    const c = got.image;
+    const px = cw / (kb - ka), py = ch / (qb - qa);
+    ctx.drawImage(c, (k0 - ka) * px, (q0 - qa) * py, (k1 - k0) * px, (q1 - q0) * py);
+    return { q0, q1, k0, k1, values: got.values, scale: got.scale, view: [qa, qb, ka, kb] };
   }
 
   // Wheel zooms about the pointer, dragging pans; every heatmap on the page follows.
@@ -436,9 +518,20 @@
     return `"${tokens[a]}"…"${tokens[b]}" (${a}–${b})`;
   }
 
-  function textSource(t, l, h) {
+  function textSource(t, l, h, panel) {
     const v = vals(t), pool = t.pool, kpool = t.key_pool || pool, f = focusIn(t);
+    // Exact tiles: on a server's page, for raw weights of a pooled (long) text.
+    const tiles = data.tiles && state.measure === "attention" && (pool > 1 || kpool > 1) && panel ? {
+      url: data.tiles, text: t.index, layer: l, head: h, T: t.tokens.length, S: t.keys.length,
+      pool, kpool, focus: f, cross: t.cross,
+      query: (i) => t.tokens[i], key: (j) => t.keys[j],
+      failed: (message) => {
+        if (panel.querySelector(".tile-error")) return;
+        textEl("div", { class: "note tile-error" }, panel, `exact weights unavailable: ${message}`);
+      },
+    } : null;
     return {
+      tiles,
       focusRow: f === null ? null : Math.floor(f / pool),
       focusCol: f === null || t.cross ? null : Math.floor(f / kpool),
       rows: v.rows, cols: v.cells, signed: v.signed, label: v.label,
@@ -453,7 +546,7 @@
 
   function heatmapView(t, panel) {
     const v = vals(t), l = layerOf(v), h = Math.min(state.head, v.n_heads - 1);
-    heatPanel(panel, textSource(t, l, h));
+    heatPanel(panel, textSource(t, l, h, panel));
     textEl("div", { class: "note" }, panel, `${v.layer_names[l]}, head ${h}: rows = queries, ` +
       "columns = keys; wheel to zoom, drag to pan" +
       (t.pool > 1 ? `; each cell is the mean over ${t.pool}×${t.pool} tokens` : ""));

@@ -1,0 +1,72 @@
+"""The models a server offers: named once at start, chosen in the browser by their index.
+
+The browser never names a file: ``attnlab serve --model PATH`` loads each folder at start (with
+the same loader as ``attnlab show --model``, offline, never unpickling) and the page lists them
+by name; a request carries only an index into that list."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+__all__ = ["MINILM_NAME", "ServedModel", "load_models"]
+
+MINILM_NAME = "all-MiniLM-L6-v2 (bundled)"
+
+
+@dataclass
+class ServedModel:
+    """A loaded model and its tokenizer, with what the page shows about it."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    # A copy of the tokenizer for counting tokens as requests arrive: a fast tokenizer must not
+    # be used from two threads at once, and the worker's copy is busy while a capture runs.
+    counter: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.counter = copy.deepcopy(self.tokenizer)
+
+    @property
+    def encoder_decoder(self) -> bool:
+        return bool(getattr(getattr(self.model, "config", None), "is_encoder_decoder", False))
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest input the model takes (None: no limit in its config)."""
+        config = getattr(self.model, "config", None)
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
+
+    def count_tokens(self, text: str, *, target: bool = False) -> int:
+        """Tokens of ``text`` as :func:`attnlab.inspect` feeds it (special tokens included)."""
+        ids = self.counter(text_target=text) if target else self.counter(text)
+        return len(ids["input_ids"])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "encoder_decoder": self.encoder_decoder,
+                "max_positions": self.max_positions}  # fmt: skip
+
+
+def load_models(paths: Sequence[str | Path], *, minilm: bool = True) -> list[ServedModel]:
+    """The bundled MiniLM (if ``minilm``) then each folder of ``paths`` (Hugging Face
+    ``save_pretrained`` or attnlab checkpoint, see :func:`attnlab.inspection.pretrained.
+    load_folder`), named by its folder (made unique with its index when two folders share a
+    name)."""
+    from attnlab.inspection.pretrained import load_folder, load_minilm
+
+    served = []
+    if minilm:
+        served.append(ServedModel(MINILM_NAME, *load_minilm("sdpa")))
+    for path in paths:
+        model, tokenizer = load_folder(path)
+        served.append(ServedModel(Path(path).resolve().name, model, tokenizer))
+    names = [m.name for m in served]
+    for i, m in enumerate(served):
+        if names.count(m.name) > 1:
+            m.name = f"{m.name} [{i}]"
+    return served

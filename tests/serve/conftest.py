@@ -16,12 +16,35 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as tf
-
 from tests.inspection.model_folders import bert_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
-LONG_WORDS = ("the cat sat on a mat and the dog ran to it while we were there but you "
-              "had one more day for this").split()  # fmt: skip
+LONG_WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "and",
+    "the",
+    "dog",
+    "ran",
+    "to",
+    "it",
+    "while",
+    "we",
+    "were",
+    "there",
+    "but",
+    "you",
+    "had",
+    "one",
+    "more",
+    "day",
+    "for",
+    "this",
+]
 
 
 def save_long_bert(folder: Path) -> None:

@@ -31,7 +31,8 @@ def test_exact_tiles_equal_the_attention_map(server):
     state = server.run_job({"model": 1, "text": text})
     key = state["view"].rsplit("/", 1)[1]
     status, headers, body = server.request(
-        "GET", f"/api/tile/{key}?text=0&layer=1&head=2&q0=100&q1=164&k0=500&k1=600")
+        "GET", f"/api/tile/{key}?text=0&layer=1&head=2&q0=100&q1=164&k0=500&k1=600"
+    )
     assert status == 200 and headers["x-tile-shape"] == "64,100"
     got = torch.frombuffer(bytearray(body), dtype=torch.float32).view(64, 100)
     model, tokenizer = load_folder(server.folder)
@@ -41,11 +42,16 @@ def test_exact_tiles_equal_the_attention_map(server):
     for bad, name in [("q0=164&q1=100", "queries"), ("q0=0&q1=601", "queries"),
                       ("q0=0&q1=513", "queries")]:  # fmt: skip
         status, _, body = server.request(
-            "GET", f"/api/tile/{key}?text=0&layer=1&head=2&{bad}&k0=0&k1=10")
+            "GET", f"/api/tile/{key}?text=0&layer=1&head=2&{bad}&k0=0&k1=10"
+        )
         assert status == 422 and json.loads(body)["error"].startswith(name), body
-    status, _, body = server.request("GET", f"/api/tile/{key}?text=0&layer=9&head=0&q0=0&q1=1&k0=0&k1=1")
+    status, _, body = server.request(
+        "GET", f"/api/tile/{key}?text=0&layer=9&head=0&q0=0&q1=1&k0=0&k1=1"
+    )
     assert status == 422 and json.loads(body)["error"] == "layer must lie in [0, 2); got 9"
-    status, _, body = server.request("GET", "/api/tile/nosuchkey?text=0&layer=0&head=0&q0=0&q1=1&k0=0&k1=1")
+    status, _, body = server.request(
+        "GET", "/api/tile/nosuchkey?text=0&layer=0&head=0&q0=0&q1=1&k0=0&k1=1"
+    )
     assert status == 404 and "cache" in json.loads(body)["error"]
 
 
@@ -55,11 +61,13 @@ def test_an_oversized_body_gets_413_with_the_limit(server):
     assert status == 413
     assert json.loads(body)["error"] == (
         f"the request body is {len(big):,} bytes; the limit is 262,144 bytes "
-        "(attnlab serve --max-body-kb)")
+        "(attnlab serve --max-body-kb)"
+    )
     # Without a Content-Length (chunked), it is cut off while it streams in.
     chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
-    status, _, body = server.request("POST", "/api/jobs", chunks,
-                                     {"Content-Type": "application/json"})
+    status, _, body = server.request(
+        "POST", "/api/jobs", chunks, {"Content-Type": "application/json"}
+    )
     assert status == 413 and "exceeds the limit of 262,144 bytes" in json.loads(body)["error"]
 
 
@@ -67,11 +75,13 @@ def test_token_counts_are_limited_with_the_limit_named(server):
     status, body = server.post_job({"model": 1, "text": long_text(4097)})
     assert status == 422 and body["error"] == (
         "text is 4,097 tokens long; at most 4,096 are taken (this server's limit (attnlab serve "
-        "--max-tokens))")
+        "--max-tokens))"
+    )
     status, body = server.post_job({"model": 0, "text": "x", "compare": long_text(600)})
     assert status == 422 and body["error"] == (
         "compare is 600 tokens long; at most 512 are taken (the positions of all-MiniLM-L6-v2 "
-        "(bundled))")
+        "(bundled))"
+    )
 
 
 @pytest.mark.parametrize("data, message", [
@@ -92,7 +102,9 @@ def test_bad_requests_are_refused_with_the_field_named(server, data, message):
 def test_not_json_is_refused(server):
     status, _, body = server.request("POST", "/api/jobs", b"text=x", {"Content-Type": "text/plain"})
     assert status == 415 and "application/json" in json.loads(body)["error"]
-    status, _, body = server.request("POST", "/api/jobs", b"{", {"Content-Type": "application/json"})
+    status, _, body = server.request(
+        "POST", "/api/jobs", b"{", {"Content-Type": "application/json"}
+    )
     assert status == 400 and json.loads(body)["error"].startswith("the body is not valid JSON")
 
 
@@ -127,7 +139,9 @@ def test_bounded_load_on_loopback(server):
         if i % 2:
             q = 8 * (i % 30)
             status, _, body = server.request(
-                "GET", f"/api/tile/{key}?text=0&layer={i % 2}&head={i % 4}&q0={q}&q1={q + 64}&k0=0&k1=300")
+                "GET",
+                f"/api/tile/{key}?text=0&layer={i % 2}&head={i % 4}&q0={q}&q1={q + 64}&k0=0&k1=300",
+            )
             assert status == 200 and len(body) == 64 * 300 * 4
             kind = "tile"
         else:
@@ -141,6 +155,8 @@ def test_bounded_load_on_loopback(server):
     for kind in ("job", "tile"):
         times = sorted(t for k, t in results if k == kind)
         p95 = times[int(0.95 * (len(times) - 1))]
-        print(f"{kind}: {len(times)} requests, median {statistics.median(times) * 1000:.0f} ms, "
-              f"p95 {p95 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms")
+        print(
+            f"{kind}: {len(times)} requests, median {statistics.median(times) * 1000:.0f} ms, "
+            f"p95 {p95 * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms"
+        )
     assert len(results) == 200

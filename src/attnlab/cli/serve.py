@@ -36,12 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="longest text accepted, in tokens (default 4096; a model's own "
                    "position limit applies too)")  # fmt: skip
     p.add_argument("--max-body-kb", type=int, default=256,
-                   help="largest request body in KiB (default 256); larger ones get 413")  # fmt: skip
+                   help="largest request body in KiB (default 256); larger: 413")  # fmt: skip
     p.add_argument("--cache-mb", type=int, default=1024,
                    help="memory for recent captures, in MB (default 1024); the least recently "
                    "used are dropped first")  # fmt: skip
     p.add_argument("--max-waiting", type=int, default=32,
-                   help="requests that may wait for the worker (default 32); more get 503")  # fmt: skip
+                   help="requests waiting for the worker (default 32); more: 503")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(["all-MiniLM-L6-v2", *args.model])
         print(f"loading {names}…", flush=True)
         models = load_models(args.model)
-        limits = Limits(max_body=args.max_body_kb * 1024, max_tokens=args.max_tokens,
-                        cache_bytes=args.cache_mb * 2**20, max_waiting=args.max_waiting)  # fmt: skip
+        limits = Limits(
+            max_body=args.max_body_kb * 1024, max_tokens=args.max_tokens,
+            cache_bytes=args.cache_mb * 2**20, max_waiting=args.max_waiting,
+        )  # fmt: skip
         app = create_app(models, limits, allowed_hosts=LOOPBACK_NAMES if loopback else ["*"])
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

@@ -34,8 +34,8 @@ from starlette.routing import Route
 
 from attnlab.serve.cache import CaptureCache
 from attnlab.serve.models import ServedModel
-from attnlab.serve.queue import Job, QueueFull, WorkQueue
-from attnlab.serve.results import TILE_MAX, Request, Result, compute, tile
+from attnlab.serve.queue import Job, QueueFullError, WorkQueue
+from attnlab.serve.results import Request, Result, compute, tile
 
 __all__ = ["ASSETS", "LOOPBACK_NAMES", "Limits", "create_app"]
 
@@ -60,7 +60,7 @@ class Limits:
     max_waiting: int = 32  # jobs waiting for the worker
 
 
-class BodyTooLarge(ValueError):
+class BodyTooLargeError(ValueError):
     pass
 
 
@@ -101,7 +101,7 @@ def create_app(models: Sequence[ServedModel], limits: Limits = Limits(), *,
                                f"{media or 'no Content-Type'}")  # fmt: skip
         try:
             body = await _read_body(request, limits.max_body)
-        except BodyTooLarge as err:
+        except BodyTooLargeError as err:
             return _error(413, str(err))
         try:
             data = json.loads(body)
@@ -126,7 +126,7 @@ def create_app(models: Sequence[ServedModel], limits: Limits = Limits(), *,
 
             try:
                 job = queue.submit(work, label=key)
-            except QueueFull as err:
+            except QueueFullError as err:
                 return _error(503, str(err), headers={"Retry-After": "2"})
             running[key] = job
             for stale in [k for k, j in running.items() if j.state in ("done", "error")]:
@@ -174,7 +174,7 @@ def create_app(models: Sequence[ServedModel], limits: Limits = Limits(), *,
             return _error(422, str(err))
         try:
             job = queue.submit(lambda _progress: _tile_bytes(result, args), label="tile")
-        except QueueFull as err:
+        except QueueFullError as err:
             return _error(503, str(err), headers={"Retry-After": "1"})
         try:
             data, shape = await asyncio.wrap_future(job.future)
@@ -209,8 +209,10 @@ def _parse(data: object, models: list[ServedModel]) -> Request:
     model = data.get("model", 0)
     if not isinstance(model, int) or isinstance(model, bool) or not 0 <= model < len(models):
         shown = repr(model) if len(repr(model)) <= 60 else repr(model)[:57] + "..."
-        raise ValueError(f"model must be an index in [0, {len(models)}) into the server's model "
-                         f"list (models are named at start, never by the page); got {shown}")  # fmt: skip
+        raise ValueError(
+            f"model must be an index in [0, {len(models)}) into the server's model list (models "
+            f"are named at start, never by the page); got {shown}"
+        )
     texts = {}
     for name in ("text", "compare", "target"):
         value = data.get(name)
@@ -267,14 +269,18 @@ async def _read_body(request: HTTPRequest, limit: int) -> bytes:
     Content-Length, or while it streams in)."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
-        raise BodyTooLarge(f"the request body is {int(length):,} bytes; the limit is {limit:,} "
-                           "bytes (attnlab serve --max-body-kb)")  # fmt: skip
+        raise BodyTooLargeError(
+            f"the request body is {int(length):,} bytes; the limit is {limit:,} bytes (attnlab "
+            "serve --max-body-kb)"
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"the request body exceeds the limit of {limit:,} bytes "
-                               "(attnlab serve --max-body-kb)")  # fmt: skip
+            raise BodyTooLargeError(
+                f"the request body exceeds the limit of {limit:,} bytes (attnlab serve "
+                "--max-body-kb)"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -304,7 +310,8 @@ def _index_page(config: dict) -> str:
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={**HEADERS, **(headers or {})})
+    headers = {**HEADERS, **(headers or {})}
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _not_found(message: str) -> Response:

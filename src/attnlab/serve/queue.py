@@ -4,7 +4,7 @@ The machine this runs on may have two cores: running every request at once would
 them slow and could exhaust memory. Jobs run one after another on a single worker thread, in
 the order they came; a waiting job knows how many jobs are ahead of it, a running one reports
 what it is doing (``progress``). The line is bounded: past ``max_waiting`` jobs, ``submit``
-raises :class:`QueueFull` (the server answers 503)."""
+raises :class:`QueueFullError` (the server answers 503)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Job", "QueueFull", "WorkQueue"]
+__all__ = ["Job", "QueueFullError", "WorkQueue"]
 
 Work = Callable[[Callable[[str], None]], Any]  # called with a progress(message) callback
 
 
-class QueueFull(RuntimeError):
+class QueueFullError(RuntimeError):
     pass
 
 
@@ -76,7 +76,7 @@ class WorkQueue:
             if self._stopped or self._thread is None:
                 raise RuntimeError("the work queue is not running")
             if len(self._waiting) >= self.max_waiting:
-                raise QueueFull(
+                raise QueueFullError(
                     f"the server is busy: {len(self._waiting)} requests are waiting (the limit "
                     "is attnlab serve --max-waiting); try again in a moment"
                 )

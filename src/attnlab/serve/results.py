@@ -72,8 +72,12 @@ def compute(request: Request, served: ServedModel, *, tiles_url: str,
     progress("pooling the maps and finding each token's strongest links")
     per_text = [AttentionPayload.panels(r) for r in reports]
     progress("writing the page")
-    page = render_page(per_text[0], per_text[1] if len(per_text) > 1 else None,
-                       title=f"attnlab serve: attention on {served.name}", tiles=tiles_url)
+    page = render_page(
+        per_text[0],
+        per_text[1] if len(per_text) > 1 else None,
+        title=f"attnlab serve: attention on {served.name}",
+        tiles=tiles_url,
+    )
     panels = [(i, p) for i, panels in enumerate(per_text) for p in panels]
     return Result(request.key, served.name, reports, panels, page.encode("utf-8"))
 

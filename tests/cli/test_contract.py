@@ -113,6 +113,13 @@ BAD = [
     (["explain", "the cat", "--layer", "6"], "--layer must lie in [0, 5] for this model; got 6"),
     (["explain", "the cat", "--head", "12"], "--head must lie in [0, 11] for this model; got 12"),
     (["explain", "the cat", "--token", "dog"], "--token 'dog' is not in the text"),
+    (["serve", "--port", "70000"], "--port must be an integer >= 0 and <= 65535; got 70000"),
+    (["serve", "--max-tokens", "0"], "--max-tokens must be an integer >= 1; got 0"),
+    (["serve", "--cache-mb", "-1"], "--cache-mb must be an integer >= 1; got -1"),
+    (["serve", "--host", " "], "--host must be a non-empty text"),
+    (["serve", "--model", "missing"], "--model: no model folder at missing"),
+    (["serve", "--model", "afile"], "--model: afile is a file; expected a model folder"),
+    (["serve", "--model", "runs"], "runs is not a complete model folder: no config.json"),
 ]  # fmt: skip
 
 

@@ -187,6 +187,7 @@ def create_app(models: Sequence[ServedModel], limits: Limits = Limits(), *,
     routes = [
         Route("/", index),
         Route("/assets/{name}", asset),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),  # none; no 404 noise
         Route("/api/jobs", submit, methods=["POST"]),
         Route("/api/jobs/{job}", job_status),
         Route("/view/{key}", view),
@@ -291,7 +292,8 @@ def _index_page(config: dict) -> str:
     title = html.escape("attnlab serve: attention in your browser")
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{title}</title><link rel='stylesheet' href='/assets/serve.css'></head><body>"
+        f"<title>{title}</title><link rel='icon' href='data:,'>"
+        "<link rel='stylesheet' href='/assets/serve.css'></head><body>"
         f"<h1>{title}</h1><form id='form' autocomplete='off'>"
         "<label>model <select id='model' name='model'></select></label>"
         "<label class='box'>text <textarea id='text' rows='4' required "

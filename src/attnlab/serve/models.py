@@ -59,12 +59,10 @@ def load_models(paths: Sequence[str | Path], *, minilm: bool = True) -> list[Ser
     name)."""
     from attnlab.inspection.pretrained import load_folder, load_minilm
 
-    served = []
+    # The folders first: an incomplete one is refused before the bundled model is read.
+    served = [ServedModel(Path(path).resolve().name, *load_folder(path)) for path in paths]
     if minilm:
-        served.append(ServedModel(MINILM_NAME, *load_minilm("sdpa")))
-    for path in paths:
-        model, tokenizer = load_folder(path)
-        served.append(ServedModel(Path(path).resolve().name, model, tokenizer))
+        served.insert(0, ServedModel(MINILM_NAME, *load_minilm("sdpa")))
     names = [m.name for m in served]
     for i, m in enumerate(served):
         if names.count(m.name) > 1:

@@ -368,8 +368,10 @@
       const win = windowOf(src.rows, src.cols), rect = canvas.getBoundingClientRect();
       if (exact) {
         const [qa, qb, ka, kb] = exact.view;
-        const i = Math.floor(qa + (e.clientY - rect.top) / rect.height * (qb - qa));
-        const j = Math.floor(ka + (e.clientX - rect.left) / rect.width * (kb - ka));
+        // Inside the border: a token is about a pixel wide here.
+        const y = (e.clientY - rect.top - canvas.clientTop) / canvas.clientHeight;
+        const x = (e.clientX - rect.left - canvas.clientLeft) / canvas.clientWidth;
+        const i = Math.floor(qa + y * (qb - qa)), j = Math.floor(ka + x * (kb - ka));
         if (i >= exact.q0 && i < exact.q1 && j >= exact.k0 && j < exact.k1) {
           showTip(e, `query "${src.tiles.query(i)}" (${i}), key "${src.tiles.key(j)}" (${j}), ` +
             "exact", exact.values[(i - exact.q0) * (exact.k1 - exact.k0) + (j - exact.k0)]);

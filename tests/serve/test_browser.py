@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from tests.viz.conftest import ARGS, CHROMIUM
 
 from attnlab.inspection.pretrained import load_folder
 from attnlab.inspection.report import inspect
-from tests.viz.conftest import ARGS, CHROMIUM
 
 from .conftest import long_text
 
@@ -97,6 +97,7 @@ def test_errors_are_said_in_the_page(browser, server):
         "text is 600 tokens long; at most 512 are taken (the positions of all-MiniLM-L6-v2 "
         "(bundled))")  # fmt: skip
     assert page.locator("#result").is_hidden()
+    assert all("status of 422" in e for e in errors), errors  # the refused request, nothing else
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Short texts carry exact maps. Long texts carry maps average-pooled to at most ``max_cells``
 rows and columns (streamed from :class:`AttentionMap`, never N×N in memory) plus, for every token
-and head, its ``top_k`` strongest links, so pictures stay readable and files stay small.
+and head, its ``top_k`` strongest links (fewer past 2,048 tokens: at most :data:`LINK_BUDGET`
+links per head, at least 2 per token), so pictures stay readable and files stay small.
 
 A payload may also hold values other than raw weights (``measure``: rollout, value norms,
 gradient × attention; see :mod:`attnlab.viz.measures`), built with :meth:`from_values`, and the
@@ -119,7 +120,7 @@ class AttentionPayload:
             raise ValueError(f"role must be one of {roles}; got {role!r}")
         queries, keys = report.axes(names[0])
         pool, key_pool = math.ceil(len(queries) / max_cells), math.ceil(len(keys) / max_cells)
-        k = _links_kept(len(keys), top_k)
+        k = _links_kept(len(queries), len(keys), top_k)
         pooled, idx, wts = [], [], []
         for amap in (report.maps[n] for n in names):
             exact = pool == key_pool == 1
@@ -152,7 +153,7 @@ class AttentionPayload:
                              f"{tuple(values.shape)}")  # fmt: skip
         values = values.detach().float().cpu()
         pool = math.ceil(T / max_cells)
-        indices = values.abs().topk(_links_kept(T, top_k), dim=-1).indices
+        indices = values.abs().topk(_links_kept(T, T, top_k), dim=-1).indices
         return cls(
             text=text, tokens=tuple(tokens), layers=tuple(layers), maps=_block_means(values, pool),
             pool=pool, top_indices=indices, top_weights=values.gather(-1, indices),
@@ -174,9 +175,17 @@ PANEL_TITLES = {
 }
 
 
-def _links_kept(T: int, top_k: int) -> int:
-    """Links kept per token: every one for short texts, the ``top_k`` strongest otherwise."""
-    return min(T, top_k if T > 64 else T)
+# Links a (layer, head) keeps at most beyond 2,048 tokens: 4 per token at 4,096, so that page
+# stays under 10 MB for a 6-layer, 12-head model (`benchmarks/viz.py`).
+LINK_BUDGET = 16384
+
+
+def _links_kept(queries: int, keys: int, top_k: int) -> int:
+    """Links kept per query: every one for short texts (≤ 64 keys), else the ``top_k``
+    strongest, and no more than ``LINK_BUDGET`` per head (but at least 2) for very long ones."""
+    if keys <= 64:
+        return keys
+    return min(keys, top_k, max(2, LINK_BUDGET // max(1, queries)))
 
 
 def _block_means(values: Tensor, pool: int) -> Tensor:

@@ -2,10 +2,15 @@
 (and the same pair with every measure), in headless Debian Chromium:
 
     HF_HUB_OFFLINE=1 .venv/bin/python docs/screenshots.py     # writes docs/figures/page_*.png
+    HF_HUB_OFFLINE=1 .venv/bin/python docs/screenshots.py --serve-only    # docs/figures/serve.png
+
+and of `attnlab serve` with the demo's first sentence typed and drawn (the app on a free
+loopback port in this process).
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -23,13 +28,46 @@ VIEWS = {  # file name → the page's #fragment
 }
 
 
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+
+
+def serve_screenshot(browser) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.viz import serving
+
+    from attnlab.serve.models import load_models
+
+    with serving(load_models([])) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.fill("#text", DEMO_SENTENCES[0])
+        page.click("#submit")
+        page.frame_locator("#result").locator("body[data-rendered]").wait_for()
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('done')")
+        frame = next(f for f in page.frames if "/view/" in f.url)
+        frame.evaluate("location.hash = 'view=head&layer=5&head=11&token=10'")
+        frame.wait_for_selector("svg.headview text.active")
+        page.screenshot(path=str(FIGURES / "serve.png"))
+        page.close()
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serve-only", action="store_true", help="only docs/figures/serve.png")
+    args = parser.parse_args()
+    if args.serve_only:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            serve_screenshot(browser)
+            browser.close()
+        return
     out = Path(tempfile.mkdtemp())
     demo(out)
     show(DEMO_SENTENCES[0], out / "measures.html", compare=DEMO_SENTENCES[1], measure="all")
     with sync_playwright() as p:
-        flags = ["--headless", "--no-sandbox", "--disable-gpu"]
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=flags)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
         for name, fragment in VIEWS.items():
             page = browser.new_page(viewport={"width": 1280, "height": 720})
             html = "measures.html" if "measure=" in fragment else "attention.html"
@@ -37,6 +75,7 @@ def main() -> None:
             page.wait_for_selector("body[data-rendered]")
             page.screenshot(path=str(FIGURES / f"{name}.png"))
             page.close()
+        serve_screenshot(browser)
         browser.close()
 
 

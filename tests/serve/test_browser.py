@@ -56,6 +56,7 @@ def test_type_a_sentence_submit_and_see_links(browser, server):
     page, errors = open_app(browser, server)
     assert page.locator("#model option").all_inner_texts() == [
         "all-MiniLM-L6-v2 (bundled)", "long-bert"]  # fmt: skip
+    assert page.locator("#target-box").is_hidden()  # for encoder–decoder models only
     submit(page, "The animal didn't cross the street because it was tired")
     frame = result(page)
     links = int(frame.locator("svg.headview").get_attribute("data-links"))

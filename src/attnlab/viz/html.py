@@ -75,6 +75,7 @@ def _encode(payload: AttentionPayload) -> dict:
         "n_heads": payload.n_heads,
         "pool": payload.pool,
         "values": {p.measure: _values(p) for p in (payload, *payload.measures)},
+        "steps": [{"row": row, "token": token} for row, token in payload.steps],
     }
 
 

@@ -44,6 +44,9 @@ class AttentionPayload:
     key_tokens: tuple[str, ...] | None = None  # the keys, where they differ from the queries
     key_pool: int | None = None  # keys per pooled cell, where they differ from the queries
     role: str = "self"  # the layers' role (attnlab.inspection.capture.ROLES)
+    # After generation: (query row, token) per generated token, the row whose query predicted it
+    # (the page's step slider replays them).
+    steps: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         L, H, P, P2 = self.maps.shape
@@ -57,6 +60,8 @@ class AttentionPayload:
             )
         if len(self.layers) != L:
             raise ValueError(f"need one layer name per map: {L} maps, {len(self.layers)} names")
+        if any(not 0 <= row < T for row, _ in self.steps):
+            raise ValueError(f"steps must name query rows in [0, {T}); got {list(self.steps)}")
         if (
             self.top_indices.shape[:3] != (L, H, T)
             or self.top_weights.shape != self.top_indices.shape
@@ -137,6 +142,7 @@ class AttentionPayload:
             top_weights=torch.stack(wts).float(),
             key_tokens=None if keys is queries else tuple(keys),
             key_pool=None if keys is queries else key_pool, role=role or "self",
+            steps=_steps(report, queries, role or "self"),
         )  # fmt: skip
 
     @classmethod
@@ -178,6 +184,18 @@ PANEL_TITLES = {
 # Links a (layer, head) keeps at most beyond 2,048 tokens: 4 per token at 4,096, so that page
 # stays under 10 MB for a 6-layer, 12-head model (`benchmarks/viz.py`).
 LINK_BUDGET = 16384
+
+
+def _steps(report, queries: list[str], role: str) -> tuple[tuple[int, str], ...]:
+    """After :func:`attnlab.inspection.report.generate`: for each generated token, the query
+    row that predicted it (decoder LM: the last prompt row, then each fed-back token's row;
+    encoder–decoder: the decoder's rows from its start token on), in the layers whose queries
+    are the generated side (not an encoder's)."""
+    generated = list(getattr(report, "generated", None) or ())
+    if not generated or role == "encoder":
+        return ()
+    first = len(queries) - len(generated)  # as Report.generation_steps counts
+    return tuple((first + k, token) for k, token in enumerate(generated))
 
 
 def _links_kept(queries: int, keys: int, top_k: int) -> int:

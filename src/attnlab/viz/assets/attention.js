@@ -40,6 +40,7 @@
     t.keys = t.key_tokens || t.tokens;
     // Cross-attention: keys are other tokens (the source), so a focus names no key.
     t.cross = t.keys.length !== t.tokens.length || t.keys.some((k, i) => k !== t.tokens[i]);
+    t.steps = t.steps || [];  // after generation: [{row, token}], the row that predicted each token
     for (const v of Object.values(t.values)) prepare(v);
   });
   const MEASURES = Object.keys(texts[0].values);
@@ -47,6 +48,7 @@
   // difference view subtracts their maps.
   const aligned = texts.length === 2 && texts[0].tokens.length === texts[1].tokens.length;
   const VIEWS = ["head", "model", "heatmap"].concat(aligned ? ["difference"] : []);
+  const STEPS = Math.max(0, ...texts.map((t) => t.steps.length));
 
   const vals = (t) => t.values[state.measure];
   const layerOf = (v) => Math.min(state.layer, v.n_layers - 1);
@@ -91,7 +93,8 @@
 
   // ---- state -----------------------------------------------------------------------------
   const state = { view: "head", measure: MEASURES[0], layer: 0, head: 0, heads: null,
-    focus: null, hover: null, dir: "to", open: "heatmap", zoom: { f: 1, cx: 0.5, cy: 0.5 } };
+    focus: null, hover: null, dir: "to", open: "heatmap", zoom: { f: 1, cx: 0.5, cy: 0.5 },
+    step: 0 };  // step k > 0: replay generation up to the k-th generated token
   let redraws = [];  // per panel: redraw after a hover or a zoom, without rebuilding the page
 
   const clampInt = (x, lo, hi) => Math.max(lo, Math.min(hi, Math.round(x)));
@@ -111,6 +114,8 @@
     else if (typeof p.heads === "string" && p.heads) {
       state.heads = new Set(p.heads.split(".").map(Number).filter((h) => h >= 0 && h < 64));
     }
+    const step = int("step", STEPS);
+    if (step !== null) state.step = step;
     const text = int("text", texts.length - 1) || 0, token = int("token", 1e9);
     if (token !== null && token < texts[text].tokens.length) state.focus = { text, index: token };
   }
@@ -132,6 +137,7 @@
     if (state.focus && state.focus.text) p.set("text", state.focus.text);
     if (state.measure !== MEASURES[0]) p.set("measure", state.measure);
     if (state.dir !== "to") p.set("dir", state.dir);
+    if (state.step) p.set("step", state.step);
     const heads = shownHeads();
     if (!(heads.length === 1 && heads[0] === state.head)) {
       p.set("heads", heads.length === most("n_heads") ? "all" : heads.join("."));
@@ -152,6 +158,8 @@
   // that token; in the other text the same position when the two line up, else the same token
   // text (its occurrence nearest that position), else none.
   function focusIn(t) {
+    const row = stepRow(t);
+    if (row !== null && !state.hover) return row;  // a generation step focuses its query
     const f = state.hover || state.focus;
     if (!f || f.text === t.index || aligned) return f ? f.index : null;
     const word = texts[f.text].tokens[f.index];
@@ -160,6 +168,13 @@
       if (w === word && (best === null || Math.abs(i - f.index) < Math.abs(best - f.index))) best = i;
     });
     return best;
+  }
+
+  // The query row of the chosen generation step in this panel (null: no step chosen, or a
+  // panel without generated tokens, like an encoder's).
+  function stepRow(t) {
+    if (!state.step || !t.steps.length) return null;
+    return t.steps[Math.min(state.step, t.steps.length) - 1].row;
   }
 
   // ---- DOM helpers -----------------------------------------------------------------------
@@ -229,6 +244,12 @@
 
   function headView(t, panel) {
     const v = vals(t), l = layerOf(v), n = Math.max(t.tokens.length, t.keys.length);
+    const row = stepRow(t);
+    if (row !== null) {
+      const k = Math.min(state.step, t.steps.length);
+      textEl("div", { class: "note step-note" }, panel, `step ${k} of ${t.steps.length}: ` +
+        `the query of "${t.tokens[row]}" (row ${row}) predicted "${t.steps[k - 1].token}"`);
+    }
     const box = el("div", { class: "scroll" }, panel);
     const svg = el("svg", { class: "headview", width: WIDTH, height: n * ROW + 8,
       "data-text": t.index }, box);
@@ -259,19 +280,24 @@
     clear(lines); clear(labels);
     const T = t.tokens.length, S = t.keys.length, f = focusIn(t), by = state.dir === "by";
     const heads = headsOf(v);
-    for (let i = a; i < Math.min(b, T); i++) label(labels, t, i, "query", !by && i === f);
-    for (let j = a; j < Math.min(b, S); j++) label(labels, t, j, "key", by && j === f);
+    // At a generation step, later tokens are not there yet: greyed, without links.
+    const row = stepRow(t), lastQ = row === null ? T - 1 : row;
+    const lastK = row === null || t.cross ? S - 1 : row;
+    for (let i = a; i < Math.min(b, T); i++) {
+      label(labels, t, i, "query", !by && i === f, i > lastQ);
+    }
+    for (let j = a; j < Math.min(b, S); j++) label(labels, t, j, "key", by && j === f, j > lastK);
     // Every link of the rows in view, faintly (what the heads do at a glance) ...
     for (const h of heads) {
-      for (let i = a; i < Math.min(b, T); i++) {
+      for (let i = a; i < Math.min(b, T, lastQ + 1); i++) {
         for (const [j, w] of links(t, v, l, h, i)) link(lines, v, l, h, i, j, w, false);
       }
     }
     // ... and the focused token's links strong, with the values when one head is shown.
     if (f !== null) {
       for (const h of heads) {
-        const pairs = by ? linksInto(t, v, l, h, f).map(([i, w]) => [i, f, w])
-          : links(t, v, l, h, f).map(([j, w]) => [f, j, w]);
+        const pairs = by ? linksInto(t, v, l, h, f).filter(([i]) => i <= lastQ)
+          .map(([i, w]) => [i, f, w]) : links(t, v, l, h, f).map(([j, w]) => [f, j, w]);
         for (const [i, j, w] of pairs) {
           link(lines, v, l, h, i, j, w, true);
           if (heads.length === 1) number(labels, by ? i : j, by, w);
@@ -282,11 +308,12 @@
   }
 
   const LEFT = 160, RIGHT = WIDTH - 160;
-  function label(parent, t, i, side, active) {
+  function label(parent, t, i, side, active, future) {
     const query = side === "query";
     const a = textEl("text", { x: query ? LEFT : RIGHT, y: i * ROW + 12,
       "text-anchor": query ? "end" : "start", "data-index": i, "data-side": side,
-      class: "token" + (active ? " active" : "") }, parent, query ? t.tokens[i] : t.keys[i]);
+      class: "token" + (active ? " active" : "") + (future ? " future" : "") }, parent,
+    query ? t.tokens[i] : t.keys[i]);
     a.addEventListener("mouseenter", () => {
       const h = state.hover;
       if (h && h.text === t.index && h.index === i) return;  // the redraw's own new label
@@ -631,6 +658,7 @@
         state.open, (o) => { state.open = o; });
     }
     if (state.view === "heatmap" || state.view === "difference") zoomControls(bar);
+    if (STEPS) stepControl(bar);
     const m = texts[0].values[state.measure];
     document.getElementById("meaning").textContent = `${m.label}: ${m.meaning}`;
   }
@@ -653,6 +681,21 @@
     }
     const all = textEl("button", { id: "all-heads" }, bar, "all heads");
     all.addEventListener("click", () => { state.heads = null; render(); });
+  }
+
+  // Replays generation: step k shows the tokens fed so far and focuses the query that
+  // predicted the k-th generated token; 0 shows every token.
+  function stepControl(bar) {
+    const lab = textEl("label", {}, bar, "generation step ");
+    const input = el("input", { id: "step", type: "range", min: 0, max: STEPS, step: 1,
+      value: state.step }, lab);
+    textEl("span", { id: "step-text" }, lab, state.step ? ` ${state.step} of ${STEPS}` : " all");
+    input.addEventListener("input", () => {
+      state.step = +input.value;
+      document.getElementById("step-text").textContent =
+        state.step ? ` ${state.step} of ${STEPS}` : " all";
+      drawPanels();
+    });
   }
 
   function zoomControls(bar) {
@@ -696,6 +739,11 @@
 
   function render() {
     controls();
+    drawPanels();
+  }
+
+  // The panels alone (the step slider redraws them while it is dragged, keeping itself).
+  function drawPanels() {
     redraws = [];
     const root = document.getElementById("panels");
     clear(root);

@@ -71,6 +71,7 @@ def _encode(payload: AttentionPayload) -> dict:
         "tokens": list(payload.tokens),
         "key_tokens": list(payload.keys),  # the source, in cross-attention
         "key_pool": payload.cell_keys,
+        "role": payload.role,  # self, or an encoder–decoder's encoder, decoder or cross
         "n_layers": payload.n_layers,
         "n_heads": payload.n_heads,
         "pool": payload.pool,
@@ -111,7 +112,9 @@ def render_page(
     assets = resources.files("attnlab.viz") / "assets"
     css = (assets / "attention.css").read_text(encoding="utf-8")
     js = (assets / "attention.js").read_text(encoding="utf-8")
-    data = {"texts": [_encode(t) for t in texts], "start": start or {}}
+    groups = [0] * len(first) + [1] * len(second)  # which text each panel shows
+    encoded = [{**_encode(t), "group": g} for t, g in zip(texts, groups, strict=True)]
+    data = {"texts": encoded, "start": start or {}}
     if tiles is not None:
         data["tiles"] = tiles
     data = _safe_json(data)

@@ -117,7 +117,9 @@
     const step = int("step", STEPS);
     if (step !== null) state.step = step;
     const text = int("text", texts.length - 1) || 0, token = int("token", 1e9);
-    if (token !== null && token < texts[text].tokens.length) state.focus = { text, index: token };
+    const side = p.side === "key" && texts[text].cross ? "key" : "query";
+    const n = (side === "key" ? texts[text].keys : texts[text].tokens).length;
+    if (token !== null && token < n) state.focus = { text, index: token, side };
   }
 
   function readHash() {
@@ -135,6 +137,7 @@
     p.set("head", state.head);
     if (state.focus) p.set("token", state.focus.index);
     if (state.focus && state.focus.text) p.set("text", state.focus.text);
+    if (state.focus && state.focus.side === "key") p.set("side", "key");
     if (state.measure !== MEASURES[0]) p.set("measure", state.measure);
     if (state.dir !== "to") p.set("dir", state.dir);
     if (state.step) p.set("step", state.step);
@@ -154,20 +157,38 @@
   // The heads a panel draws: the chosen ones it has (a rollout has one map: always it).
   const headsOf = (v) => (v.n_heads === 1 ? [0] : shownHeads().filter((h) => h < v.n_heads));
 
-  // The token a panel focuses (hover previews, click pins): in the text where it was focused,
-  // that token; in the other text the same position when the two line up, else the same token
-  // text (its occurrence nearest that position), else none.
+  // Which tokens a side of a panel shows: an encoder–decoder's source or target, or the one
+  // sequence of a one-stack model ("self").
+  function sequenceOf(t, side) {
+    if (t.role === "cross") return side === "key" ? "source" : "target";
+    return { encoder: "source", decoder: "target" }[t.role] || "self";
+  }
+
+  // The token a panel focuses (hover previews, click pins) as { index, side }: side "query"
+  // draws what it attends to, "key" what attends to it. A focus names a token of a sequence;
+  // each panel finds it where that sequence is: on both sides of a self-attention panel (the
+  // "links" choice says which), on one side of cross-attention (a source token is a key, a
+  // target token a query: the source ↔ target view). Panels of the same text share positions;
+  // in the other text of a comparison, the same position when the two line up, else the same
+  // token text (its occurrence nearest that position), else none.
   function focusIn(t) {
     const row = stepRow(t);
-    if (row !== null && !state.hover) return row;  // a generation step focuses its query
+    if (row !== null && !state.hover) return { index: row, side: "query" };  // a step's query
     const f = state.hover || state.focus;
-    if (!f || f.text === t.index || aligned) return f ? f.index : null;
-    const word = texts[f.text].tokens[f.index];
+    if (!f) return null;
+    const origin = texts[f.text], seq = sequenceOf(origin, f.side || "query");
+    const qs = sequenceOf(t, "query"), ks = sequenceOf(t, "key");
+    let side = null;
+    if (qs === ks) side = seq === qs ? (state.dir === "by" ? "key" : "query") : null;
+    else side = seq === qs ? "query" : seq === ks ? "key" : null;
+    if (side === null) return null;
+    if (t.group === origin.group || aligned) return { index: f.index, side };
+    const word = (f.side === "key" ? origin.keys : origin.tokens)[f.index];
     let best = null;
-    t.tokens.forEach((w, i) => {
+    (side === "key" ? t.keys : t.tokens).forEach((w, i) => {
       if (w === word && (best === null || Math.abs(i - f.index) < Math.abs(best - f.index))) best = i;
     });
-    return best;
+    return best === null ? null : { index: best, side };
   }
 
   // The query row of the chosen generation step in this panel (null: no step chosen, or a
@@ -273,12 +294,13 @@
     redraws.push(draw);
     draw();
     const f = focusIn(t);
-    if (f !== null && f * ROW > box.clientHeight) box.scrollTop = f * ROW - box.clientHeight / 2;
+    if (f && f.index * ROW > box.clientHeight) box.scrollTop = f.index * ROW - box.clientHeight / 2;
   }
 
   function drawHead(t, v, l, svg, lines, labels, [a, b]) {
     clear(lines); clear(labels);
-    const T = t.tokens.length, S = t.keys.length, f = focusIn(t), by = state.dir === "by";
+    const T = t.tokens.length, S = t.keys.length, fo = focusIn(t);
+    const f = fo && fo.index, by = fo !== null && fo.side === "key";
     const heads = headsOf(v);
     // At a generation step, later tokens are not there yet: greyed, without links.
     const row = stepRow(t), lastQ = row === null ? T - 1 : row;
@@ -294,7 +316,7 @@
       }
     }
     // ... and the focused token's links strong, with the values when one head is shown.
-    if (f !== null) {
+    if (fo !== null) {
       for (const h of heads) {
         const pairs = by ? linksInto(t, v, l, h, f).filter(([i]) => i <= lastQ)
           .map(([i, w]) => [i, f, w]) : links(t, v, l, h, f).map(([j, w]) => [f, j, w]);
@@ -314,15 +336,18 @@
       "text-anchor": query ? "end" : "start", "data-index": i, "data-side": side,
       class: "token" + (active ? " active" : "") + (future ? " future" : "") }, parent,
     query ? t.tokens[i] : t.keys[i]);
+    // In cross-attention the key side is the source: hovering it focuses a source token.
+    const own = t.cross ? side : "query";
     a.addEventListener("mouseenter", () => {
       const h = state.hover;
-      if (h && h.text === t.index && h.index === i) return;  // the redraw's own new label
-      state.hover = { text: t.index, index: i };
+      if (h && h.text === t.index && h.index === i && h.side === own) return;  // a redraw's
+      state.hover = { text: t.index, index: i, side: own };
       refresh();
     });
     a.addEventListener("click", () => {
-      const f = state.focus, same = f && f.text === t.index && f.index === i;
-      state.focus = same ? null : { text: t.index, index: i };
+      const f = state.focus;
+      const same = f && f.text === t.index && f.index === i && f.side === own;
+      state.focus = same ? null : { text: t.index, index: i, side: own };
       state.hover = null;
       render();
     });
@@ -383,7 +408,7 @@
         axisLabels(ylab, qa, qb - qa, ch / (qb - qa), src.tiles.T, src.tiles.query, "y",
           src.tiles.focus);
         axisLabels(xlab, ka, kb - ka, cw / (kb - ka), src.tiles.S, src.tiles.key, "x",
-          src.tiles.cross ? null : src.tiles.focus);
+          src.tiles.keyFocus);
         return;
       }
       canvas.removeAttribute("data-exact");
@@ -548,11 +573,15 @@
   }
 
   function textSource(t, l, h, panel) {
-    const v = vals(t), pool = t.pool, kpool = t.key_pool || pool, f = focusIn(t);
+    const v = vals(t), pool = t.pool, kpool = t.key_pool || pool, fo = focusIn(t);
+    // The focused token's row (a query) and column (a key), where it is one.
+    const both = sequenceOf(t, "query") === sequenceOf(t, "key");
+    const fq = fo && (fo.side === "query" || both) ? fo.index : null;
+    const fk = fo && (fo.side === "key" || both) ? fo.index : null;
     // Exact tiles: on a server's page, for raw weights of a pooled (long) text.
     const tiles = data.tiles && state.measure === "attention" && (pool > 1 || kpool > 1) && panel ? {
       url: data.tiles, text: t.index, layer: l, head: h, T: t.tokens.length, S: t.keys.length,
-      pool, kpool, focus: f, cross: t.cross,
+      pool, kpool, focus: fq, keyFocus: fk,
       query: (i) => t.tokens[i], key: (j) => t.keys[j],
       failed: (message) => {
         if (panel.querySelector(".tile-error")) return;
@@ -561,8 +590,8 @@
     } : null;
     return {
       tiles,
-      focusRow: f === null ? null : Math.floor(f / pool),
-      focusCol: f === null || t.cross ? null : Math.floor(f / kpool),
+      focusRow: fq === null ? null : Math.floor(fq / pool),
+      focusCol: fk === null ? null : Math.floor(fk / kpool),
       rows: v.rows, cols: v.cells, signed: v.signed, label: v.label,
       scale: v.mapScale[mapIndex(v, l, h)],
       value: (r, c) => cell(v, l, h, r, c),

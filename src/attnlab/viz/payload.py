@@ -128,11 +128,10 @@ class AttentionPayload:
         k = _links_kept(len(queries), len(keys), top_k)
         pooled, idx, wts = [], [], []
         for amap in (report.maps[n] for n in names):
-            exact = pool == key_pool == 1
-            pooled.append(amap.dense()[0] if exact else amap.pooled(max_cells)[0])
-            w, i = amap.topk(k)
-            idx.append(i[0])
-            wts.append(w[0])
+            means, w, i = _pooled_and_top(amap, pool, key_pool, k)
+            pooled.append(means)
+            idx.append(i)
+            wts.append(w)
         target = report.target or "(the decoder start token)"
         shown = {"encoder": report.text, "decoder": target, "cross": f"{target} → {report.text}"}
         title = f"{PANEL_TITLES[role]}: {shown[role]}" if role in shown else report.text
@@ -196,6 +195,35 @@ def _steps(report, queries: list[str], role: str) -> tuple[tuple[int, str], ...]
         return ()
     first = len(queries) - len(generated)  # as Report.generation_steps counts
     return tuple((first + k, token) for k, token in enumerate(generated))
+
+
+_TILE_BYTES = 64 * 2**20  # rows of weights computed at once
+
+
+def _pooled_and_top(amap, pool: int, key_pool: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One streamed pass over a map of one text: its block means over ``pool`` × ``key_pool``
+    tokens (H, P, Ps) (as :meth:`AttentionMap.pooled`; the exact map when both are 1) and each
+    query's ``k`` strongest keys (H, T, k) weights and indices (as :meth:`AttentionMap.topk`).
+    Each weight is computed once, not once per reduction."""
+    _, H, Lq, Lk = amap.shape
+    P, Ps = math.ceil(Lq / pool), math.ceil(Lk / key_pool)
+    rows = max(pool, _TILE_BYTES // max(1, H * Lk * 4) // pool * pool)  # whole pooled rows
+    sums = torch.zeros(H, P, Ps)
+    weights, indices = [], []
+    for start in range(0, Lq, rows):
+        tile = amap.rows(start, min(Lq, start + rows))[0].float()  # (H, r, Lk)
+        w, i = tile.topk(k, dim=-1)
+        weights.append(w)
+        indices.append(i)
+        r, g = tile.shape[1], math.ceil(tile.shape[1] / pool)
+        tile = torch.nn.functional.pad(tile, (0, Ps * key_pool - Lk, 0, g * pool - r))
+        sums[:, start // pool : start // pool + g] = tile.view(H, g, pool, Ps, key_pool).sum((2, 4))
+    counts_q = torch.full((P,), float(pool))
+    counts_q[-1] = Lq - pool * (P - 1)
+    counts_k = torch.full((Ps,), float(key_pool))
+    counts_k[-1] = Lk - key_pool * (Ps - 1)
+    means = sums if pool == key_pool == 1 else sums / (counts_q[:, None] * counts_k[None, :])
+    return means, torch.cat(weights, dim=1), torch.cat(indices, dim=1)
 
 
 def _links_kept(queries: int, keys: int, top_k: int) -> int:

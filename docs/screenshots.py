@@ -2,7 +2,7 @@
 (and the same pair with every measure), in headless Debian Chromium:
 
     HF_HUB_OFFLINE=1 .venv/bin/python docs/screenshots.py     # writes docs/figures/page_*.png
-    HF_HUB_OFFLINE=1 .venv/bin/python docs/screenshots.py --serve-only    # docs/figures/serve.png
+    HF_HUB_OFFLINE=1 .venv/bin/python docs/screenshots.py --serve-only    # docs/figures/serve*.png
 
 and of `attnlab serve` with the demo's first sentence typed and drawn (the app on a free
 loopback port in this process).
@@ -29,6 +29,10 @@ VIEWS = {  # file name → the page's #fragment
 
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+LONG_TEXT = (
+    "The animal didn't cross the street because it was tired. The street was wide and the "
+    "animal waited on the pavement until the traffic stopped, and then it walked home."
+)
 
 
 def serve_screenshot(browser) -> None:
@@ -45,17 +49,36 @@ def serve_screenshot(browser) -> None:
         page.fill("#text", DEMO_SENTENCES[0])
         page.click("#submit")
         page.frame_locator("#result").locator("body[data-rendered]").wait_for()
-        page.wait_for_function("document.getElementById('status').textContent.startsWith('done')")
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.startsWith('done')"
+        )
         frame = next(f for f in page.frames if "/view/" in f.url)
         frame.evaluate("location.hash = 'view=head&layer=5&head=11&token=10'")
         frame.wait_for_selector("svg.headview text.active")
         page.screenshot(path=str(FIGURES / "serve.png"))
+        # A long text (MiniLM's 512 positions): zoomed in, the heatmap shows exact weights.
+        first = page.get_attribute("#open", "href")
+        page.fill("#text", " ".join(LONG_TEXT for _ in range(9)))
+        page.click("#submit")
+        page.wait_for_function(
+            "(first) => document.getElementById('open').getAttribute('href') !== first", arg=first
+        )
+        view = page.get_attribute("#open", "href")
+        page.goto(f"{url}{view}#view=heatmap&layer=5&head=11")
+        page.wait_for_selector("body[data-rendered]")
+        for _ in range(4):
+            page.click("#zoom-in")
+        page.wait_for_selector("canvas.heat[data-exact]")
+        box = page.locator("canvas.heat").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.42, box["y"] + box["height"] * 0.55)
+        page.wait_for_selector("#tooltip:not([hidden])")
+        page.screenshot(path=str(FIGURES / "serve_exact_zoom.png"))
         page.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve-only", action="store_true", help="only docs/figures/serve.png")
+    parser.add_argument("--serve-only", action="store_true", help="only docs/figures/serve*.png")
     args = parser.parse_args()
     if args.serve_only:
         with sync_playwright() as p:

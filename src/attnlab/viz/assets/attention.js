@@ -607,7 +607,8 @@
     heatPanel(panel, textSource(t, l, h, panel));
     textEl("div", { class: "note" }, panel, `${v.layer_names[l]}, head ${h}: rows = queries, ` +
       "columns = keys; wheel to zoom, drag to pan" +
-      (t.pool > 1 ? `; each cell is the mean over ${t.pool}×${t.pool} tokens` : ""));
+      (t.pool > 1 ? `; each cell is the mean over ${t.pool}×${t.pool} tokens` +
+        (data.tiles && state.measure === "attention" ? ", exact weights once zoomed in" : "") : ""));
   }
 
   function differenceView(panel) {

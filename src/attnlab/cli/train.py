@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from attnlab.train.config import PRESETS, TrainConfig, load_config
+from attnlab.train.config import CHOICES, PRESETS, TrainConfig, load_config
 from attnlab.train.distributed import STOP_SIGNALS, launch
 
 # After a stop on a signal, 128 + its number, as shells expect (the run saved first).
@@ -36,9 +36,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = type(field.default)
+        choices = f"one of {', '.join(CHOICES[field.name])} " if field.name in CHOICES else ""
+        about = _HELP.get(field.name, "")
         p.add_argument(flag, type=kind, default=None, dest=field.name,
-                       help=f"(default {field.default!r})")  # fmt: skip
+                       help=f"{about}{choices}(default {field.default!r})")  # fmt: skip
     p.set_defaults(func=run)
+
+
+_HELP = {
+    "dtype": "bfloat16 runs the forward under autocast; weights, gradients and optimizer stay "
+    "float32; ",
+    "activation": "the feed-forward's: gelu is the exact (erf) one, gelu_tanh GPT-2's; ",
+}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRESETS", "TrainConfig", "check_fields", "load_config"]
+__all__ = ["CHOICES", "PRESETS", "TrainConfig", "check_fields", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_CHOICES = {
+CHOICES = {
     "task": ("lm", "translate"),
     "tokenizer": ("char", "bpe"),
     "activation": ("gelu", "gelu_tanh", "relu"),
@@ -73,7 +73,7 @@ _RANGES = {"lr": (0.0, False, math.inf, False), "min_lr": (0.0, True, math.inf, 
 def check_fields(config: TrainConfig) -> None:
     """Every field's type and range (run by the constructor): a ValueError naming the field,
     what it must be and the value given."""
-    for name, choices in _CHOICES.items():
+    for name, choices in CHOICES.items():
         value = getattr(config, name)
         if value not in choices:
             raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")

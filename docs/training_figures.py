@@ -1,6 +1,7 @@
 """The figures of docs/training.md from the runs' metrics.jsonl logs.
 
     python docs/training_figures.py curve RUN.metrics.jsonl OUT.png [--old OLD.metrics.jsonl]
+        [--ylim LOW HIGH]
     python docs/training_figures.py compare FLOAT32.metrics.jsonl BFLOAT16.metrics.jsonl OUT.png
 
 ``curve``: training and validation loss against minutes (and the previous recipe's validation
@@ -30,7 +31,7 @@ def _series(rows: list[dict], x: str, y: str) -> tuple[list[float], list[float]]
     return [r[x] * scale for r in kept], [r[y] for r in kept]
 
 
-def curve(run: str, out: str, old: str | None) -> None:
+def curve(run: str, out: str, old: str | None, ylim: tuple[float, float]) -> None:
     rows = read(run)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(*_series(rows, "elapsed_s", "loss"), lw=0.8, alpha=0.6, label="training loss")
@@ -38,7 +39,7 @@ def curve(run: str, out: str, old: str | None) -> None:
     if old:
         ax.plot(*_series(read(old), "elapsed_s", "val_loss"), "s--", color="grey",
                 label="validation loss, previous recipe")  # fmt: skip
-    ax.set(xlabel="minutes (2 cores)", ylabel="nats / character", ylim=(1.2, 3.0))
+    ax.set(xlabel="minutes (2 cores)", ylabel="nats per token", ylim=ylim)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -67,13 +68,14 @@ def main() -> None:
     c.add_argument("run")
     c.add_argument("out")
     c.add_argument("--old")
+    c.add_argument("--ylim", type=float, nargs=2, default=(1.2, 3.0))
     m = sub.add_parser("compare")
     m.add_argument("float32")
     m.add_argument("bfloat16")
     m.add_argument("out")
     args = parser.parse_args()
     if args.kind == "curve":
-        curve(args.run, args.out, args.old)
+        curve(args.run, args.out, args.old, tuple(args.ylim))
     else:
         compare(args.float32, args.bfloat16, args.out)
 

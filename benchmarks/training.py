@@ -104,7 +104,7 @@ def contenders(s: Shape) -> dict[str, tuple[nn.Module, Callable[[Tensor, Tensor]
     from attnlab.models.config import GPTConfig
     from attnlab.models.gpt import GPT
 
-    def logits_loss(model: nn.Module, get: Callable[[Tensor], Tensor]):
+    def logits_loss(get: Callable[[Tensor], Tensor]):
         return lambda ids, targets: F.cross_entropy(get(ids).flatten(0, 1), targets.flatten())
 
     torch.manual_seed(0)
@@ -131,9 +131,9 @@ def contenders(s: Shape) -> dict[str, tuple[nn.Module, Callable[[Tensor, Tensor]
     return {
         "attnlab": (ours, lambda ids, targets: ours(ids, targets=targets).loss),
         "attnlab bf16": (ours_bf16, lambda ids, targets: ours_bf16(ids, targets=targets).loss),
-        "plain PyTorch GPT": (plain, logits_loss(plain, plain)),
-        "x-transformers": (xt, logits_loss(xt, xt)),
-        "Hugging Face GPT-2 (sdpa)": (hf, logits_loss(hf, lambda ids: hf(ids).logits)),
+        "plain PyTorch GPT": (plain, logits_loss(plain)),
+        "x-transformers": (xt, logits_loss(xt)),
+        "Hugging Face GPT-2 (sdpa)": (hf, logits_loss(lambda ids: hf(ids).logits)),
     }
 
 

@@ -124,18 +124,19 @@ def _explicit(
     in float32 for half-precision inputs. Keeps autograd.
     (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v)."""
     lq, lk = q.shape[-2], k.shape[-2]
-    if is_causal and added is None and q.shape[:-2] == k.shape[:-2] and q.dim() > 2:
-        # GPT's case: the scale and the causal triangle folded into one batched GEMM,
-        # scores = (−inf above the diagonal) + scale·q·kᵀ, no pass over the scores before softmax
+    future = None  # start-aligned causal rule: −inf where key j > query i, else 0
+    if is_causal:
         future = torch.full((lq, lk), float("-inf"), dtype=q.dtype, device=q.device).triu_(1)
+    if future is not None and added is None and q.shape[:-2] == k.shape[:-2] and q.dim() > 2:
+        # GPT's case: the scale and the causal triangle folded into one batched GEMM,
+        # scores = future + scale·q·kᵀ, no pass over the scores before softmax
         q3, k3 = q.reshape(-1, lq, q.shape[-1]), k.reshape(-1, lk, k.shape[-1])
         scores = torch.baddbmm(future, q3, k3.transpose(1, 2), alpha=scale)  # (N, Lq, Lk)
         scores = scores.view(*q.shape[:-2], lq, lk)
     else:
         scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (…, Lq, Lk)
-        if is_causal:  # start-aligned: key j visible to query i when j ≤ i
-            future = torch.ones(lq, lk, dtype=torch.bool, device=q.device).triu_(1)
-            scores.masked_fill_(future, float("-inf"))
+        if future is not None:
+            scores.add_(future)
         if added is not None:
             scores.add_(added)
             # A row that sees no key would give NaN weights, and NaN gradients even where the

@@ -97,3 +97,32 @@ def test_attention_dropout_is_softmax_times_the_mask_times_v(causal, padded):
     (dq,) = torch.autograd.grad(out, q, grad)
     (dq_want,) = torch.autograd.grad(want, q, grad.double())
     torch.testing.assert_close(dq, dq_want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, p", [(torch.float32, 0.3), (torch.bfloat16, 0.0)])
+def test_long_causal_attention_keeps_every_weight_below_the_diagonal(dtype, p):
+    """Causal attention with dropout (and bf16 training) runs by blocks of query rows (150
+    positions: blocks of 64, 64 and 22). With v the identity the output is the dropped-out
+    weight matrix itself: every weight on and below the diagonal is either kept, scaled, or
+    dropped, none above it, and the gradient is that of the recovered mask."""
+    g = torch.Generator().manual_seed(4)
+    B, H, T, d = 2, 2, 150, 8
+    q, k = (torch.randn(B, H, T, d, generator=g).to(dtype).requires_grad_() for _ in range(2))
+    v = torch.eye(T, dtype=dtype).expand(B, H, T, T).clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        out, _ = scaled_dot_product_attention(q, k, v, causal=True, dropout=p, training=True)
+    scores = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(d)
+    below = torch.ones(T, T, dtype=torch.bool).tril()
+    weights = torch.softmax(scores.masked_fill(~below, -math.inf), -1)
+    kept = out.detach() != 0
+    assert not kept[..., ~below].any()  # nothing above the diagonal
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    want = weights * kept * dropout_scale(p)
+    torch.testing.assert_close(out.double(), want, **tol)
+    dropped = 1 - kept[..., below].double().mean().item()
+    n = B * H * int(below.sum())
+    assert abs(dropped - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-3  # every block drops
+    grad = torch.randn(out.shape, generator=g).to(dtype)
+    (dq,) = torch.autograd.grad(out, q, grad)
+    (dq_want,) = torch.autograd.grad(want, q, grad.double())
+    torch.testing.assert_close(dq.double(), dq_want.double(), **tol)

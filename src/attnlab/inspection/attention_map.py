@@ -117,11 +117,19 @@ class AttentionMap:
         return self.rows()
 
     # --- streamed reductions ----------------------------------------------------------------
-    def _blocks(self) -> Iterator[tuple[int, int, Tensor]]:
+    def row_blocks(
+        self, start: int = 0, stop: int | None = None, *, budget: int = _ROWS_PER_BLOCK_BYTES
+    ) -> list[tuple[int, int]]:
+        """Spans [a, b) covering query rows [start, stop) (default: all) such that a float32
+        tile of weights (B, H, b − a, Lk) fits in ``budget`` bytes: the unit of work of every
+        streamed reduction."""
         B, H, Lq, Lk = self.shape
-        block = max(1, _ROWS_PER_BLOCK_BYTES // max(1, B * H * Lk * 4))
-        for start in range(0, Lq, block):
-            stop = min(Lq, start + block)
+        stop = Lq if stop is None else stop
+        block = max(1, budget // max(1, B * H * Lk * 4))
+        return [(a, min(stop, a + block)) for a in range(start, stop, block)]
+
+    def _blocks(self) -> Iterator[tuple[int, int, Tensor]]:
+        for start, stop in self.row_blocks():
             yield start, stop, self.rows(start, stop)  # (B, H, rows, Lk)
 
     def topk(self, k: int) -> tuple[Tensor, Tensor]:

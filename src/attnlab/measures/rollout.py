@@ -77,12 +77,6 @@ def reduce_heads(tile: Tensor, heads: str | int) -> Tensor:
     raise ValueError(f"heads must be one of {HEAD_REDUCTIONS} or a head index; got {heads!r}")
 
 
-def _row_blocks(amap: AttentionMap, lo: int, hi: int) -> list[tuple[int, int]]:
-    B, H, _, T = amap.shape
-    block = max(1, _TILE_BYTES // max(1, B * H * T * 4))
-    return [(s, min(hi, s + block)) for s in range(lo, hi, block)]
-
-
 def rollout(
     maps: Mapping[str, AttentionMap] | Sequence[AttentionMap],
     *,
@@ -113,7 +107,7 @@ def _full(layers: list[AttentionMap], heads: str | int, residual: float) -> Tens
     result = torch.eye(T, device=device).expand(B, T, T).clone()
     for amap in layers:  # bottom first: R ← Â_l · R
         A = torch.empty(B, T, T, device=device)
-        for start, stop in _row_blocks(amap, 0, T):
+        for start, stop in amap.row_blocks(budget=_TILE_BYTES):
             A[:, start:stop] = _mixed(reduce_heads(amap.rows(start, stop), heads), start, residual)
         result = torch.bmm(A, result)
     return result
@@ -149,7 +143,7 @@ def _push(r: Tensor, amap: AttentionMap, heads: str | int, residual: float) -> T
     out = torch.zeros_like(r)
     if live.numel() == 0:
         return out
-    for start, stop in _row_blocks(amap, int(live[0]), int(live[-1]) + 1):
+    for start, stop in amap.row_blocks(int(live[0]), int(live[-1]) + 1, budget=_TILE_BYTES):
         tile = _mixed(reduce_heads(amap.rows(start, stop), heads), start, residual)
         out += torch.einsum("br,brt->bt", r[:, start:stop], tile)  # (B, rows, T) → (B, T)
     return out

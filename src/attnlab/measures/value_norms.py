@@ -89,14 +89,13 @@ def _heads_of(v: Tensor, w_out: Tensor) -> tuple[Tensor, Tensor]:
 
 def _norms(amap: AttentionMap, v: Tensor, w: Tensor, target: int | None, combine: bool
            ) -> Tensor:  # fmt: skip
-    B, H, T, _ = amap.shape
+    T = amap.shape[2]
     if target is not None:
         if isinstance(target, bool) or not isinstance(target, int) or not -T <= target < T:
             raise ValueError(f"target must be a position in [0, {T}); got {target!r}")
         rows = [(target % T, target % T + 1)]
     else:
-        block = max(1, _TILE_BYTES // max(1, B * H * amap.shape[3] * v.shape[-1] * 4))
-        rows = [(s, min(T, s + block)) for s in range(0, T, block)]
+        rows = amap.row_blocks(budget=_TILE_BYTES // v.shape[-1])  # (B, H, rows, Tk, d) tiles
     if not combine:  # ‖f_h(x_j)‖² = v_j^h G_h v_j^hᵀ with G_h = W_O^hᵀ W_O^h (d × d)
         gram = torch.einsum("Dhd,Dhe->hde", w, w)
         sizes = torch.einsum("bhtd,hde,bhte->bht", v, gram, v).clamp_min(0).sqrt()  # (B, H, Tk)

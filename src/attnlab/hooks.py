@@ -290,11 +290,21 @@ def _check_heads(layer: int | str, head_list: Sequence[int], n_heads: int) -> li
 
 def _ablation(chosen: list[int], mode: str) -> Callable[..., Tensor]:
     def hook(module: nn.Module, inputs: tuple, z: Tensor) -> Tensor:  # z (B, T, H, d_h)
-        z = z.clone()
-        if mode == "zero":
-            z[:, :, chosen] = 0.0
-        else:  # mean over batch and positions, per head: (1, 1, len(chosen), d_h)
-            z[:, :, chosen] = z[:, :, chosen].mean(dim=(0, 1), keepdim=True)
-        return z
+        return ablate_heads_(z.clone(), chosen, mode, head_axis=2)
 
     return hook
+
+
+def ablate_heads_(x: Tensor, chosen: Sequence[int], mode: str, head_axis: int) -> Tensor:
+    """Ablate, in place, the heads ``chosen`` (indices along ``head_axis``) of per-head outputs
+    x (batch first, head size last, positions the remaining axis): ``"zero"`` sets them to 0,
+    ``"mean"`` to their mean over the batch and the positions, one vector per head. Returns x.
+    The one rule behind :func:`ablate_heads` (attnlab z (B, T, H, d_h)), Hugging Face models
+    (B, H, T, d_v) and the per-head measures."""
+    heads = x.movedim(head_axis, 0)  # a view: (H, B, T, d)
+    index = list(chosen)
+    if mode == "zero":
+        heads[index] = 0.0
+    else:
+        heads[index] = heads[index].mean(dim=(1, 2), keepdim=True)  # (len(chosen), 1, 1, d)
+    return x

@@ -202,12 +202,9 @@ def _n_heads(module: nn.Module) -> int:
 
 
 def _edit(chosen: list[int], mode: str) -> Callable[[Tensor], Tensor]:
+    from attnlab.hooks import ablate_heads_
+
     def edit(out: Tensor) -> Tensor:  # (B, H, Lq, d_v)
-        out = out.clone()
-        if mode == "zero":
-            out[:, chosen] = 0.0
-        else:  # mean over batch and positions, per head: (1, len(chosen), 1, d_v)
-            out[:, chosen] = out[:, chosen].mean(dim=(0, 2), keepdim=True)
-        return out
+        return ablate_heads_(out.clone(), chosen, mode, head_axis=1)
 
     return edit

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attnlab.hooks import ABLATION_MODES
+from attnlab.hooks import ABLATION_MODES, ablate_heads_
 from attnlab.inspection import hf
 from attnlab.measures.layers import attention_layers, n_heads, output_for, replicate, split_output
 
@@ -63,16 +63,12 @@ def head_effects(
 
 
 def _ablate_copies(x: Tensor, heads: int, mode: str, head_axis: int) -> Tensor:
-    """Copy r of the batch (x (R·B, ...) viewed as (R, B, ...)) gets head r ablated.
-    ``head_axis`` is the head dimension of x; the token dimension is the other one of 1, 2."""
+    """Copy r of the batch (x (R·B, ...) viewed as (R, B, ...)) gets head r ablated
+    (:func:`attnlab.hooks.ablate_heads_`); ``head_axis`` is the head dimension of x."""
     x = x.clone()
     view = x.view(heads, x.shape[0] // heads, *x.shape[1:])  # (R, B, ...)
     for r in range(heads):
-        part = view[r].select(head_axis, r)  # copy r's head r: (B, T, d)
-        if mode == "zero":
-            part.zero_()
-        else:  # its mean over the batch and positions, as ablate_heads(mode="mean")
-            part.copy_(part.mean(dim=(0, 1), keepdim=True).expand_as(part))
+        ablate_heads_(view[r], [r], mode, head_axis)
     return x
 
 

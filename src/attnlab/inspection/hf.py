@@ -69,9 +69,17 @@ def hf_support(model: nn.Module) -> Iterator[None]:
         yield
         return
     register()
+    with restoring_implementations(model):
+        _switch(model)
+        yield
+
+
+@contextlib.contextmanager
+def restoring_implementations(model: nn.Module) -> Iterator[None]:
+    """Whatever the block sets, every (sub-)configuration of the model gets its attention
+    implementation back exactly on exit, also when the block raises."""
     saved = _implementations(model)
     try:
-        _switch(model)
         yield
     finally:
         for config, implementation in saved:

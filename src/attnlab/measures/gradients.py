@@ -80,13 +80,9 @@ def _recording(layers: dict[str, nn.Module], patterns: dict[str, Tensor]) -> Ite
 
 @contextlib.contextmanager
 def _eager(model: nn.Module) -> Iterator[None]:
-    saved = hf._implementations(model)
-    try:
+    with hf.restoring_implementations(model):
         model.set_attn_implementation("eager")
         yield
-    finally:
-        for config, implementation in saved:
-            config._attn_implementation_internal = implementation
 
 
 def _hf_patterns(model: nn.Module, result: Any, names: list[str]) -> dict[str, Tensor]:

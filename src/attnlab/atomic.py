@@ -15,6 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "atomic_write",
+    "check_writable",
     "failing_as",
     "remove_temporaries",
     "temporaries",
@@ -79,3 +80,21 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: object) -> Path:
     return write_text(path, json.dumps(data, indent=1))
+
+
+def check_writable(folder: str | Path) -> None:
+    """Raise unless this process can create files in ``folder``, or in it once created: its
+    nearest existing ancestor must be a folder (else NotADirectoryError) in which a file can be
+    made (else PermissionError). Probed with an unnamed temporary file (O_TMPFILE where the
+    system has it), because ``os.access`` says yes to root for every folder. Both errors name
+    that ancestor; callers add the argument it came from."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise PermissionError(f"folder {existing} is not writable ({err.strerror})") from None

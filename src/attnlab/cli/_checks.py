@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import operator
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from attnlab.atomic import check_writable
 
 __all__ = ["input_dir", "input_file", "number", "output_dir", "output_file", "text"]
 
@@ -96,21 +97,10 @@ def output_dir(flag: str, path: str, *, files: Iterable[str] = ()) -> Path:
 
 
 def _writable(flag: str, given: str, folder: Path) -> None:
-    """The nearest existing ancestor of ``folder`` is a folder this process can create files
-    in. Probed with an unnamed temporary file (O_TMPFILE where the system has it), because
-    ``os.access`` says yes to root for every folder."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"cannot write {flag} {given}: {existing} is a file, not a folder")
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        check_writable(folder)
     except OSError as err:
-        raise ValueError(
-            f"cannot write {flag} {given}: folder {existing} is not writable ({err.strerror})"
-        ) from None
+        raise ValueError(f"cannot write {flag} {given}: {err}") from None
 
 
 def _readable(flag: str, given: str, probe: Callable[[], object]) -> None:

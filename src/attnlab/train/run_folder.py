@@ -9,12 +9,11 @@ unless asked to ``resume`` it or to ``overwrite`` it.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from pathlib import Path
 
-from attnlab.atomic import failing_as, remove_temporaries, write_text
+from attnlab.atomic import check_writable, failing_as, remove_temporaries, write_text
 from attnlab.memory import ensure_fits, training_estimate
 from attnlab.train.checkpoint import TrainingState, load_training
 from attnlab.train.config import TrainConfig
@@ -63,14 +62,12 @@ def _writable_folder(out_dir: str) -> Path:
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"out_dir {out_dir!r} is a file; expected a folder")
-    existing = path.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotADirectoryError(f"out_dir {out_dir!r} cannot be created: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"out_dir {out_dir!r} is not writable (no write permission on "
-                              f"{existing})")  # fmt: skip
+    try:
+        check_writable(path)
+    except NotADirectoryError as err:
+        raise NotADirectoryError(f"out_dir {out_dir!r} cannot be created: {err}") from None
+    except PermissionError as err:
+        raise PermissionError(f"out_dir {out_dir!r} is not writable: {err}") from None
     return path
 
 

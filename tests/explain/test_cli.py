@@ -22,7 +22,7 @@ def no_model_loads(monkeypatch):
     (["x", "--head", "-2"], "--head must be an integer >= 0; got -2"),
     (["x", "--token", ""], "--token must be a non-empty text; got ''"),
     (["x", "-o", "page.png"], "-o must end in one of ('.html',); got 'page.png'"),
-    (["x", "--model", "/nonexistent/folder"], "--model: no model folder at /nonexistent/folder"),
+    (["x", "--model", "/nonexistent/folder"], "--model: no model folder or training run at /nonexistent/folder"),
     (["x", "--position", "-1"], "--position must be an integer >= 0; got -1"),
     (["x", "--pitfall", "mask"], "--pitfall mask needs a causal model (--model: an attnlab GPT); "
                                  "in an encoder such as the default all-MiniLM-L6-v2 every token"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from attnlab.cli import _checks
+from attnlab.cli import _checks, _model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "positions)")  # fmt: skip
     p.add_argument("-o", "--out", default="explain.html", help="output page (.html)")
     p.add_argument("--model", metavar="PATH", help="attnlab GPT checkpoint (folder with "
-                   "tokenizer.json, or a training run's checkpoint.safetensors) or a BERT-family "
-                   "Hugging Face folder (default: the bundled all-MiniLM-L6-v2)")  # fmt: skip
+                   "tokenizer.json, or a language-model training run: RUN/checkpoint.safetensors "
+                   "or RUN) or a BERT-family Hugging Face folder (default: the bundled "
+                   "all-MiniLM-L6-v2)")  # fmt: skip
     p.add_argument("--layer", type=int, default=0, help="layer index (0-based; default 0)")
     p.add_argument("--head", type=int, default=0, help="head the page opens on (default 0)")
     choice = p.add_mutually_exclusive_group()
@@ -53,12 +54,7 @@ def run(args: argparse.Namespace) -> int:
         _checks.number(flag, getattr(args, flag[2:]), at_least=0)
     _checks.output_file("-o", args.out, suffixes=(".html",))
     if args.model is not None:
-        from pathlib import Path
-
-        if Path(args.model).is_file():
-            _checks.input_file("--model", args.model, what="checkpoint")
-        else:
-            _checks.input_dir("--model", args.model, what="model folder")
+        _model.check_path("--model", args.model)
     from attnlab.explain.build import build
     from attnlab.explain.load import load_explainable
     from attnlab.explain.pitfalls import check_pitfall

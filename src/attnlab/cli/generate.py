@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Load OUT_DIR/checkpoint.safetensors written by `attnlab train` and continue "
         "--prompt (language model; past the model's context the window slides, each token "
         "predicted from the last context − 1 tokens) or translate it (translation model). "
-        "With --model PATH (a local model folder), generate greedily under attention "
+        "With --model PATH (a training run's checkpoint or folder, or a local model folder), "
+        "generate greedily under attention "
         "capture (KV cache) and print, for each new token, the --top tokens that the query "
         "predicting it weighed most (mean over heads, at --layer or over all layers): prompt "
         "and generated tokens for a decoder LM, source tokens (cross-attention) for an "
@@ -26,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--checkpoint", help="checkpoint.safetensors from attnlab train")
     source.add_argument(
         "--model", metavar="PATH",
-        help="a local model folder: Hugging Face save_pretrained (a decoder LM or an "
-        "encoder–decoder) or an attnlab GPT checkpoint with its tokenizer.json",
+        help="show what each new token attended to, generating greedily with: a training run "
+        "of attnlab train (RUN/checkpoint.safetensors or RUN: a GPT, or a translation model), "
+        "a Hugging Face save_pretrained folder (a decoder LM or an encoder–decoder) or an "
+        "attnlab GPT checkpoint folder with its tokenizer.json",
     )  # fmt: skip
     p.add_argument("--prompt", default="\n", help="text to continue or translate")
     p.add_argument("--tokens", type=int, default=300, help="new tokens to generate")
@@ -68,8 +71,10 @@ def show_attention(args: argparse.Namespace) -> int:
     steps = report.generation_steps(layer=args.layer, top=args.top)
     where = "all layers" if args.layer is None else f"layer {args.layer}"
     keys = "source tokens" if report.target_tokens is not None else "prompt and generated tokens"
-    print(f"{report.model_name}: {args.prompt!r} → "
-          f"{tokenizer.convert_tokens_to_string(report.generated)!r}")  # fmt: skip
+    # An encoder–decoder's report has the translation; a decoder LM's new tokens are joined.
+    text = report.target if report.target is not None else (
+        tokenizer.convert_tokens_to_string(report.generated))  # fmt: skip
+    print(f"{report.model_name}: {args.prompt!r} → {text!r}")
     print(f"what each new token was predicted from ({keys}; mean over heads, {where}):")
     for n, (token, top) in enumerate(steps):
         shown = "  ".join(f"{key} {weight:.2f}" for key, _, weight in top)

@@ -15,10 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what one token attends to, per layer and head (real MiniLM or --model, offline)",
         description=(
             "Run TEXT through the real pretrained all-MiniLM-L6-v2 (offline, its default SDPA "
-            "attention) or any local model folder (--model), capture exact attention, and print "
-            "for --token the heads and keys it weighs most. With --key, rank heads by the weight "
-            "on that word instead. Encoder–decoder models: TEXT is the source, --target the "
-            "decoder's side; a target token shows its decoder and cross-attention layers."
+            "attention) or --model (a local model folder or a training run), capture exact "
+            "attention, and print for --token the heads and keys it weighs most. With --key, rank "
+            "heads by the weight on that word instead. Encoder–decoder models: TEXT is the source, "
+            "--target the decoder's side; a target token shows its decoder and cross-attention "
+            "layers."
         ),
     )
     p.add_argument("text", help="the sentence to inspect")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from attnlab.cli import _checks
+from attnlab.cli import _checks, _model
 from attnlab.cli._model import MODEL_HELP
 
 
@@ -15,15 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a local web app: type a text (or two), pick a model, see its attention",
         description=(
             "Start a web app on http://127.0.0.1:PORT: type a text (a second one to compare), "
-            "choose a model, and see its attention on the same interactive page as `attnlab "
-            "show -o x.html` (head, model and heatmap views). The bundled all-MiniLM-L6-v2 is "
-            "always offered; each --model adds a local folder. Models are loaded once at start "
-            "and chosen in the page by their place in that list: the page can never name a "
-            "file. Long documents (up to --max-tokens) show pooled maps, and zooming into a "
-            "heatmap fetches exact weights from the server. One worker computes at a time; "
-            "other requests wait in line and the page shows their place. Recent results stay "
-            "in memory within --cache-mb. Binds to 127.0.0.1 unless --host says otherwise "
-            "(then it warns: the server has no authentication). Ctrl-C stops it."
+            "choose a model, and see its attention on the same interactive page as `attnlab show "
+            "-o x.html` (head, model and heatmap views). The bundled all-MiniLM-L6-v2 is always "
+            "offered; each --model adds a local model folder or training run. Models are loaded "
+            "once at start and chosen in the page by their place in that list: the page can never "
+            "name a file. Long documents (up to --max-tokens) show pooled maps, and zooming into a "
+            "heatmap fetches exact weights from the server. One worker computes at a time; other "
+            "requests wait in line and the page shows their place. Recent results stay in memory "
+            "within --cache-mb. Binds to 127.0.0.1 unless --host says otherwise (then it warns: "
+            "the server has no authentication). Ctrl-C stops it."
         ),
     )
     p.add_argument("--model", metavar="PATH", action="append", default=[],
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     _checks.number("--max-waiting", args.max_waiting, at_least=1)
     _checks.text("--host", args.host)
     for path in args.model:
-        _checks.input_dir("--model", path, what="model folder")
+        _model.check_path("--model", path)
     from attnlab.serve.app import LOOPBACK_NAMES, Limits, create_app
     from attnlab.serve.models import load_models
     from attnlab.serve.server import bind, is_loopback, run

@@ -13,17 +13,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "show",
         help="draw attention: interactive HTML page, or PNG/SVG figures (real MiniLM, offline)",
         description=(
-            "Run TEXT through the real pretrained all-MiniLM-L6-v2 (or the local model folder "
-            "--model) and draw its attention. Encoder–decoder models (TEXT the source, --target "
-            "the decoder's side) get encoder, decoder and cross-attention panels, or one figure "
-            "of each (NAME-encoder.png, NAME-decoder.png, NAME-cross.png). --generate N "
-            "continues TEXT by N tokens (greedy, KV cache) and draws prompt + generated tokens. "
-            "-o page.html writes a self-contained interactive page (head, model and heatmap "
-            "views; --compare adds a second text side by side). -o fig.png/.svg draws: with "
-            "--token, the links from that token (layer --layer, default 0); with --layer and "
+            "Run TEXT through the real pretrained all-MiniLM-L6-v2 (or --model: a local model "
+            "folder or a training run) and draw its attention. Encoder–decoder models (TEXT the "
+            "source, --target the decoder's side) get encoder, decoder and cross-attention panels, "
+            "or one figure of each (NAME-encoder.png, NAME-decoder.png, NAME-cross.png). "
+            "--generate N continues TEXT by N tokens (greedy, KV cache) and draws prompt + "
+            "generated tokens. -o page.html writes a self-contained interactive page (head, model "
+            "and heatmap views; --compare adds a second text side by side). -o fig.png/.svg draws: "
+            "with --token, the links from that token (layer --layer, default 0); with --layer and "
             "--head, that head's heatmap; with --layer, all its heads; otherwise every layer × "
-            "head. --layer, --head and --token are checked against the model and text for "
-            "every output, the page included."
+            "head. --layer, --head and --token are checked against the model and text for every "
+            "output, the page included."
         ),
     )
     p.add_argument("text", help="the text to show")

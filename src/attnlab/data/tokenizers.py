@@ -30,10 +30,14 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
-    def encode(self, text: str) -> list[int]:
+    def check(self, text: str) -> None:
+        """Refuse ``text`` if it holds characters outside the vocabulary, naming them."""
         unknown = sorted({c for c in text if c not in self._ids})
         if unknown:
             raise ValueError(f"characters not in the vocabulary: {unknown[:10]!r}")
+
+    def encode(self, text: str) -> list[int]:
+        self.check(text)
         return [self._ids[c] for c in text]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -65,6 +69,10 @@ class BPETokenizer:
         )  # fmt: skip
         tok.train_from_iterator(texts, trainer)
         return cls(tok)
+
+    @property
+    def backend(self):  # -> the tokenizers.Tokenizer
+        return self._tok
 
     @property
     def vocab_size(self) -> int:

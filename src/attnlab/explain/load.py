@@ -1,7 +1,8 @@
 """The models ``attnlab explain --model PATH`` takes, loaded offline: the bundled MiniLM (no
 PATH), an attnlab GPT checkpoint (a folder from ``save_model`` with its ``tokenizer.json``, or a
-training run's ``checkpoint.safetensors``) or a BERT-family Hugging Face folder. Anything else
-is refused by name before its weights are read."""
+language-model training run: its ``checkpoint.safetensors`` or its folder, loaded by the shared
+:func:`attnlab.inspection.pretrained.load_model_path`) or a BERT-family Hugging Face folder.
+Anything else is refused by name before its weights are read."""
 
 from __future__ import annotations
 
@@ -17,33 +18,23 @@ __all__ = ["load_explainable"]
 
 def load_explainable(path: str | Path | None) -> tuple[nn.Module, object, str]:
     """(model in eval mode, tokenizer, the name the page shows)."""
-    if path is None:
-        from attnlab.inspection.pretrained import load_minilm
+    from attnlab.inspection.pretrained import load_minilm, load_model_path, model_name
+    from attnlab.inspection.runs import run_checkpoint, run_config
 
+    if path is None:
         model, tokenizer = load_minilm()
         return model, tokenizer, "all-MiniLM-L6-v2"
     path = Path(path)
-    if path.is_file():
-        return (*_training_checkpoint(path), path.parent.name or path.name)
-    _refuse_unsupported_folder(path)
-    from attnlab.inspection.pretrained import load_folder
-
-    model, tokenizer = load_folder(path)
-    return model, tokenizer, path.name
-
-
-def _training_checkpoint(path: Path) -> tuple[nn.Module, object]:
-    from attnlab.models.checkpoint import restore_model
-    from attnlab.train.checkpoint import load_training
-    from attnlab.train.tasks import build_model_and_tokenizers
-
-    state = load_training(path)
-    if state.config.task != "lm":
-        raise ValueError(f"--model {path} is a {state.config.task!r} training run; explain "
-                         f"supports {SUPPORTED}")  # fmt: skip
-    model, (tokenizer,) = build_model_and_tokenizers(state.config, state.tokenizer_json)
-    restore_model(model, state.model_state, state.path)
-    return model.eval(), tokenizer
+    run = run_checkpoint(path)
+    if run is not None:
+        task = run_config(run).task  # the header alone: refused before the weights are read
+        if task != "lm":
+            raise ValueError(f"--model {path} is a {task!r} training run; explain supports "
+                             f"{SUPPORTED}")  # fmt: skip
+    else:
+        _refuse_unsupported_folder(path)
+    model, tokenizer = load_model_path(path)
+    return model, tokenizer, model_name(path)
 
 
 def _refuse_unsupported_folder(folder: Path) -> None:

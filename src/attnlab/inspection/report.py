@@ -17,8 +17,10 @@ from torch import nn
 from attnlab.inspection.attention_map import AttentionMap
 from attnlab.inspection.capture import ROLES, capture
 from attnlab.inspection.pretrained import load_minilm
+from attnlab.inspection.runs import sides
+from attnlab.models.encoder_decoder import EncoderDecoder
 
-__all__ = ["Attends", "Head", "Report", "generate", "inspect"]
+__all__ = ["Attends", "Head", "Report", "generate", "inspect", "is_encoder_decoder"]
 
 
 @dataclass(frozen=True)
@@ -292,17 +294,21 @@ def inspect(
 
     For an encoder–decoder model ``text`` is the source and ``target`` the decoder's side
     (tokenised as the tokenizer's target, after the model's decoder start token; without it the
-    decoder runs on its start token alone). Texts longer than the model's positions are refused
+    decoder runs on its start token alone). An attnlab EncoderDecoder (a translation run, see
+    :mod:`attnlab.inspection.runs`) takes a :class:`~attnlab.inspection.runs.SourceTarget`
+    tokenizer and reads its inputs as in training: the source's tokens alone, the target's after
+    the target tokenizer's <bos>. Texts longer than the model's positions are refused
     with the limit, unless ``truncate=True``, which keeps the first positions and says so in a
     warning."""
     model, tokenizer = _model_and_tokenizer(model, tokenizer)
-    enc = _encode(text, model, tokenizer, truncate)
-    decoder = _decoder_ids(model, tokenizer, target)
-    inputs = _inputs_for(model, enc if decoder is None else {**enc, "decoder_input_ids": decoder})
+    source, target_side = sides(tokenizer)
+    enc = _encode(text, model, source, truncate)
+    decoder = _decoder_ids(model, target_side, target)
+    inputs = _inputs_for(model, enc, decoder)
     with torch.no_grad(), capture(model) as maps:
         model(**inputs)
-    targets = None if decoder is None else tokenizer.convert_ids_to_tokens(decoder[0])
-    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    targets = None if decoder is None else target_side.convert_ids_to_tokens(decoder[0])
+    tokens = source.convert_ids_to_tokens(enc["input_ids"][0])
     report = _report(text, tokens, maps, type(model).__name__, targets)
     report.model, report.inputs, report.target = model, inputs, target
     return report
@@ -311,7 +317,8 @@ def inspect(
 def generate(
     prompt: str, *, model: nn.Module, tokenizer, max_new_tokens: int = 20
 ) -> Report:  # fmt: skip
-    """Continue (decoder LM: Hugging Face or an attnlab GPT) or translate (encoder–decoder)
+    """Continue (decoder LM: Hugging Face or an attnlab GPT) or translate (encoder–decoder:
+    Hugging Face or an attnlab EncoderDecoder, from the target's <bos> to its <eos>)
     ``prompt`` greedily with ``model.generate`` under :func:`attnlab.capture`, with the KV
     cache: each layer's map has one row per fed token (the prompt, then each generated token
     fed back), so :meth:`Report.generation_steps` shows what each new token was predicted
@@ -321,27 +328,34 @@ def generate(
     from attnlab.models.gpt import GPT
 
     model, tokenizer = _model_and_tokenizer(model, tokenizer)
-    if not isinstance(model, GPT) and not (_is_hf(model) and hasattr(model, "generate")):
+    if not isinstance(model, GPT | EncoderDecoder) and not (
+        _is_hf(model) and hasattr(model, "generate")
+    ):
         raise ValueError(f"cannot generate with {type(model).__name__}: generate() runs "
-                         "attnlab GPTs, Hugging Face decoder LMs and encoder–decoders")  # fmt: skip
-    enc = _encode(prompt, model, tokenizer, truncate=False)
+                         "attnlab GPTs and EncoderDecoders, Hugging Face decoder LMs and "
+                         "encoder–decoders")  # fmt: skip
+    source, target_side = sides(tokenizer)
+    enc = _encode(prompt, model, source, truncate=False)
     with torch.no_grad(), capture(model) as maps:
         if isinstance(model, GPT):
             out = model.generate(enc["input_ids"], max_new_tokens, temperature=0.0)
+        elif isinstance(model, EncoderDecoder):
+            start = _decoder_start(model, target_side)
+            out = model.generate(enc["input_ids"], max_new_tokens, start, target_side.eos_token_id)
         else:
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
     out = out[0].tolist()
-    seq2seq = _seq2seq(model)
-    fed = tokenizer.convert_ids_to_tokens(out[:-1])  # the last new token is never fed back
-    source = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    seq2seq = is_encoder_decoder(model)
+    fed = target_side.convert_ids_to_tokens(out[:-1])  # the last new token is never fed back
+    tokens = source.convert_ids_to_tokens(enc["input_ids"][0])
     name = type(model).__name__
     report = (
-        _report(prompt, source, maps, name, fed) if seq2seq else _report(prompt, fed, maps, name)
+        _report(prompt, tokens, maps, name, fed) if seq2seq else _report(prompt, fed, maps, name)
     )
     first = 1 if seq2seq else enc["input_ids"].shape[1]  # seq2seq outputs open with the start
-    report.generated = tokenizer.convert_ids_to_tokens(out[first:])
+    report.generated = target_side.convert_ids_to_tokens(out[first:])
     if seq2seq:
-        report.target = tokenizer.convert_tokens_to_string(report.generated)
+        report.target = target_side.decode(out[first:], skip_special_tokens=True)
     return report
 
 
@@ -380,23 +394,40 @@ def _is_hf(model: nn.Module) -> bool:
     return hasattr(getattr(model, "config", None), "model_type")
 
 
-def _seq2seq(model: nn.Module) -> bool:
+def is_encoder_decoder(model: nn.Module) -> bool:
+    """An attnlab EncoderDecoder, or a Hugging Face model whose config says it is one."""
+    if isinstance(model, EncoderDecoder):
+        return True
     return _is_hf(model) and bool(getattr(model.config, "is_encoder_decoder", False))
 
 
-def _decoder_ids(model: nn.Module, tokenizer, target: str | None):  # -> Tensor (1, T) | None
-    """An encoder–decoder's decoder input: the model's decoder start token, then ``target``
-    tokenised as a target (without a closing end-of-sequence token), as in training."""
-    if not _seq2seq(model):
-        if target is not None:
-            raise ValueError(f"target is for encoder–decoder models; {type(model).__name__} "
-                             "has one stack (give the whole text)")  # fmt: skip
-        return None
+def _decoder_start(model: nn.Module, tokenizer) -> int:
+    """The token an encoder–decoder's decoder starts from: an attnlab EncoderDecoder's is the
+    target tokenizer's <bos> (as translation training feeds it); a Hugging Face model's is in
+    its config."""
+    if isinstance(model, EncoderDecoder):
+        start = tokenizer.bos_token_id
+        if start is None:
+            raise ValueError("the target tokenizer has no <bos> token: an attnlab EncoderDecoder's "
+                             "decoder starts from it")  # fmt: skip
+        return start
     start = getattr(model.config, "decoder_start_token_id", None)
     if start is None:
         start = getattr(model.generation_config, "decoder_start_token_id", None)
     if start is None:
         raise ValueError(f"{type(model).__name__} has no decoder_start_token_id in its config")
+    return start
+
+
+def _decoder_ids(model: nn.Module, tokenizer, target: str | None):  # -> Tensor (1, T) | None
+    """An encoder–decoder's decoder input: the model's decoder start token, then ``target``
+    tokenised as a target (without a closing end-of-sequence token), as in training."""
+    if not is_encoder_decoder(model):
+        if target is not None:
+            raise ValueError(f"target is for encoder–decoder models; {type(model).__name__} "
+                             "has one stack (give the whole text)")  # fmt: skip
+        return None
+    start = _decoder_start(model, tokenizer)
     ids = []
     if target is not None:
         if not target.strip():
@@ -420,12 +451,17 @@ def _report(
     )  # fmt: skip
 
 
-def _inputs_for(model: nn.Module, enc: dict) -> dict:
-    """The keyword inputs ``model`` takes from the tokenizer's output: all of it for a Hugging
-    Face model; the ids for a GPT; ids, padding and segment ids for an Encoder."""
+def _inputs_for(model: nn.Module, enc: dict, decoder=None) -> dict:
+    """The keyword inputs ``model`` takes from the tokenizer's output and the decoder's ids
+    (encoder–decoders): all of it for a Hugging Face model; the ids for a GPT; ids, padding and
+    segment ids for an Encoder; source and target ids for an EncoderDecoder."""
     from attnlab.models.encoder import Encoder
     from attnlab.models.gpt import GPT
 
+    if isinstance(model, EncoderDecoder):
+        return {"src_ids": enc["input_ids"], "tgt_ids": decoder}
+    if decoder is not None:
+        return {**enc, "decoder_input_ids": decoder}
     if isinstance(model, GPT):
         return {"input_ids": enc["input_ids"]}
     if isinstance(model, Encoder):

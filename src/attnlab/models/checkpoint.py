@@ -141,20 +141,21 @@ def written_by(metadata: dict[str, str]) -> str:
     return f" (written by attnlab {found}; this is attnlab {_version()})"
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Every tensor and the metadata of a safetensors file (no format check)."""
+def read_checkpoint(path: str | Path, *, tensors: bool = True) -> Checkpoint:
+    """Every tensor (none if not ``tensors``: the header alone is read) and the metadata of a
+    safetensors file (no format check)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            loaded = {k: f.get_tensor(k) for k in (f.keys() if tensors else ())}
     except Exception as err:  # truncated/corrupted files raise safetensors' own errors
         raise ValueError(
             f"{path} is not a readable checkpoint (truncated or corrupted?): {err}"
         ) from None
-    return Checkpoint(meta, tensors)
+    return Checkpoint(meta, loaded)
 
 
 def restore_model(model: nn.Module, state: dict[str, Tensor], source: str | Path = "checkpoint"

@@ -1,6 +1,6 @@
 """The models a server offers: named once at start, chosen in the browser by their index.
 
-The browser never names a file: ``attnlab serve --model PATH`` loads each folder at start (with
+The browser never names a file: ``attnlab serve --model PATH`` loads each model at start (with
 the same loader as ``attnlab show --model``, offline, never unpickling) and the page lists them
 by name; a request carries only an index into that list."""
 
@@ -34,7 +34,9 @@ class ServedModel:
 
     @property
     def encoder_decoder(self) -> bool:
-        return bool(getattr(getattr(self.model, "config", None), "is_encoder_decoder", False))
+        from attnlab.inspection.report import is_encoder_decoder
+
+        return is_encoder_decoder(self.model)
 
     @property
     def max_positions(self) -> int | None:
@@ -53,14 +55,14 @@ class ServedModel:
 
 
 def load_models(paths: Sequence[str | Path], *, minilm: bool = True) -> list[ServedModel]:
-    """The bundled MiniLM (if ``minilm``) then each folder of ``paths`` (Hugging Face
-    ``save_pretrained`` or attnlab checkpoint, see :func:`attnlab.inspection.pretrained.
-    load_folder`), named by its folder (made unique with its index when two folders share a
-    name)."""
-    from attnlab.inspection.pretrained import load_folder, load_minilm
+    """The bundled MiniLM (if ``minilm``) then the model at each of ``paths`` (a Hugging Face
+    ``save_pretrained`` folder, an attnlab checkpoint or a training run, see
+    :func:`attnlab.inspection.pretrained.load_model_path`), named by its folder (made unique
+    with its index when two share a name)."""
+    from attnlab.inspection.pretrained import load_minilm, load_model_path, model_name
 
-    # The folders first: an incomplete one is refused before the bundled model is read.
-    served = [ServedModel(Path(path).resolve().name, *load_folder(path)) for path in paths]
+    # The given models first: an incomplete one is refused before the bundled model is read.
+    served = [ServedModel(model_name(path), *load_model_path(path)) for path in paths]
     if minilm:
         served.insert(0, ServedModel(MINILM_NAME, *load_minilm("sdpa")))
     names = [m.name for m in served]

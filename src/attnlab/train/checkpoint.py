@@ -35,6 +35,7 @@ __all__ = [
     "TrainingState",
     "check_resumable",
     "load_training",
+    "read_training_config",
     "restore_optimizer",
     "save_training",
 ]
@@ -106,6 +107,14 @@ def load_training(path: str | Path, expected: TrainConfig | None = None) -> Trai
     if expected is not None:
         check_resumable(state, expected)
     return state
+
+
+def read_training_config(path: str | Path) -> TrainConfig:
+    """The configuration of the run that wrote ``path``, from the file's header alone (no tensor
+    is read): what a caller checks before loading the weights."""
+    path = Path(path)
+    checkpoint = read_checkpoint(path, tensors=False)
+    return _config(_training_entry(checkpoint, path)["config"], path, checkpoint.metadata)
 
 
 def _training_entry(checkpoint: Checkpoint, path: Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import torch
 
 from attnlab.atomic import write_text
 from attnlab.viz.payload import AttentionPayload
+from attnlab.viz.tokens import shown
 
 __all__ = ["Page", "render_page", "write_page"]
 
@@ -68,15 +69,15 @@ def _values(payload: AttentionPayload) -> dict:
 def _encode(payload: AttentionPayload) -> dict:
     return {
         "text": payload.text,
-        "tokens": list(payload.tokens),
-        "key_tokens": list(payload.keys),  # the source, in cross-attention
+        "tokens": [shown(t) for t in payload.tokens],  # readable (attnlab.viz.tokens)
+        "key_tokens": [shown(t) for t in payload.keys],  # the source, in cross-attention
         "key_pool": payload.cell_keys,
         "role": payload.role,  # self, or an encoder–decoder's encoder, decoder or cross
         "n_layers": payload.n_layers,
         "n_heads": payload.n_heads,
         "pool": payload.pool,
         "values": {p.measure: _values(p) for p in (payload, *payload.measures)},
-        "steps": [{"row": row, "token": token} for row, token in payload.steps],
+        "steps": [{"row": row, "token": shown(token)} for row, token in payload.steps],
     }
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnlab.atomic import write_json
-from attnlab.inspection.pretrained import load_folder
+from attnlab.inspection.pretrained import load_model_path, model_name
 from attnlab.inspection.report import Head, Report, inspect
 from attnlab.inspection.report import generate as generate_report
 from attnlab.viz import figures
@@ -25,8 +25,9 @@ def show(
     model: str | Path | None = None, target: str | None = None, generate: int | None = None,
     measure: str | None = None,
 ) -> list[Path]:  # fmt: skip
-    """Inspect ``text`` on the default real model (or the local ``model`` folder: Hugging Face
-    ``save_pretrained`` or attnlab checkpoint, see :func:`load_folder`) and write pictures to
+    """Inspect ``text`` on the default real model (or the model at path ``model``: a Hugging Face
+    ``save_pretrained`` folder, an attnlab checkpoint or a training run, see
+    :func:`attnlab.inspection.pretrained.load_model_path`) and write pictures to
     ``out``. ``target``: an encoder–decoder's decoder side. ``generate``: continue (or
     translate) ``text`` by that many tokens under capture and show prompt + generated tokens.
 
@@ -49,8 +50,8 @@ def show(
         raise ValueError("--compare needs an .html output (two texts side by side)")
     if head is not None and layer is None and token is None and out.suffix != ".html":
         raise ValueError("--head needs --layer")
-    loaded, tokenizer = load_folder(model) if model is not None else (None, None)
-    name = Path(model).name if model is not None else "all-MiniLM-L6-v2"
+    loaded, tokenizer = load_model_path(model) if model is not None else (None, None)
+    name = model_name(model) if model is not None else "all-MiniLM-L6-v2"
 
     def panels_of(t: str) -> list[AttentionPayload]:
         if generate is not None:

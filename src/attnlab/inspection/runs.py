@@ -1,0 +1,78 @@
+"""Training runs as models to inspect: ``attnlab train`` writes ``RUN/checkpoint.safetensors``, one
+file holding the weights and, in its training state, the configuration and tokenizer(s). A task
+"lm" run is a GPT with its tokenizer; a "translate" run an EncoderDecoder with its source and
+target tokenizers (:class:`SourceTarget`). Tokenizers get their Hugging Face face
+(:mod:`attnlab.inspection.run_tokenizers`), so :func:`attnlab.inspect` and
+:func:`attnlab.inspection.report.generate` run them like any model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+__all__ = ["RUN_FILE", "SourceTarget", "load_run", "run_checkpoint", "run_config", "sides"]
+
+RUN_FILE = "checkpoint.safetensors"  # what `attnlab train` writes into its run folder
+
+
+@dataclass
+class SourceTarget:
+    """A translation run's two tokenizers: ``source`` for the encoder's text, ``target`` for the
+    decoder's. Called as a Hugging Face tokenizer is: ``text`` is tokenised by the source side,
+    ``text_target`` by the target side."""
+
+    source: object
+    target: object
+
+    def __call__(self, text=None, *, text_target=None, **kwargs):
+        if (text is None) == (text_target is None):
+            raise ValueError("give text (the source) or text_target (the target); one of them")
+        if text is not None:
+            return self.source(text, **kwargs)
+        return self.target(text_target=text_target, **kwargs)
+
+
+def sides(tokenizer) -> tuple[object, object]:
+    """(source tokenizer, target tokenizer): the two of a :class:`SourceTarget`, else the same
+    tokenizer for both sides."""
+    if isinstance(tokenizer, SourceTarget):
+        return tokenizer.source, tokenizer.target
+    return tokenizer, tokenizer
+
+
+def run_checkpoint(path: str | Path) -> Path | None:
+    """The training checkpoint ``path`` names: a file itself, or the ``checkpoint.safetensors``
+    of a run folder (one holding it and neither model.safetensors nor config.json); None for any
+    other folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / RUN_FILE).is_file() and not any(
+        (path / name).exists() for name in ("model.safetensors", "config.json")
+    ):
+        return path / RUN_FILE
+    return None
+
+
+def run_config(path: str | Path):  # -> TrainConfig
+    """The training configuration of a run's checkpoint, read from its header alone."""
+    from attnlab.train.checkpoint import read_training_config
+
+    return read_training_config(path)
+
+
+def load_run(path: str | Path) -> tuple[nn.Module, object]:
+    """The model of a training run's checkpoint file in eval mode, and its tokenizer: a GPT and
+    its tokenizer (task "lm"), or an EncoderDecoder and a :class:`SourceTarget` ("translate")."""
+    from attnlab.inspection.run_tokenizers import hf_tokenizer
+    from attnlab.models.checkpoint import restore_model
+    from attnlab.train.checkpoint import load_training
+    from attnlab.train.tasks import build_model_and_tokenizers
+
+    state = load_training(path)
+    model, tokenizers = build_model_and_tokenizers(state.config, state.tokenizer_json)
+    restore_model(model, state.model_state, state.path)
+    faces = [hf_tokenizer(t) for t in tokenizers]
+    return model.eval(), faces[0] if state.config.task == "lm" else SourceTarget(*faces)

@@ -5,7 +5,14 @@
     HF_HUB_OFFLINE=1 .venv/bin/python docs/screenshots.py --serve-only    # docs/figures/serve*.png
 
 and of `attnlab serve` with the demo's first sentence typed and drawn (the app on a free
-loopback port in this process).
+loopback port in this process). Two views need trained models, runs of `attnlab train`:
+
+    .venv/bin/python docs/screenshots.py --lm-run runs/shakespeare-char \
+        --translation-run runs/translate-en-es     # page_generation_steps, page_source_target
+
+the generation-step slider (`attnlab show PROMPT --model LM_RUN --generate 60`) and the source ↔
+target view of cross-attention (`attnlab show VERSE --model TRANSLATION_RUN --target
+TRANSLATION`, the target being the model's own greedy translation).
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ VIEWS = {  # file name → the page's #fragment
 
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
+# The Shakespeare GPT continues Juliet's line with a new speech ("\n\nCASSIO:\nI will not be
+# so.\n\nCASSIO:..."); at step 36 the query of "O" predicts ":" after the second "CASSIO", and
+# layer 2, head 2 looks back at the newline that began that line.
+LM_PROMPT, LM_TOKENS, LM_VIEW = "JULIET:\nO Romeo, Romeo!", 60, "view=head&layer=2&head=2&step=36"
+# English → Spanish: the target token "Dios" focused in cross-attention, where one head links it
+# to the source's "God".
+VERSE, SPANISH_TOKEN, ENGLISH_TOKEN = (
+    "In the beginning God created the heaven and the earth.", "ĠDios", "ĠGod")  # fmt: skip
 LONG_TEXT = (
     "The animal didn't cross the street because it was tired. The street was wide and the "
     "animal waited on the pavement until the traffic stopped, and then it walked home."
@@ -76,10 +91,56 @@ def serve_screenshot(browser) -> None:
         page.close()
 
 
+def run_pages(out: Path, lm_run: str, translation_run: str) -> dict[str, str]:
+    """The pages of the two training runs, with the #fragment each screenshot opens:
+    {file name: page URL}."""
+    from attnlab.inspection.pretrained import load_model_path
+    from attnlab.inspection.report import generate, inspect
+
+    show(LM_PROMPT, out / "generation.html", model=lm_run, generate=LM_TOKENS)
+    model, tokenizer = load_model_path(translation_run)
+    spanish = generate(VERSE, model=model, tokenizer=tokenizer, max_new_tokens=40).target
+    report = inspect(VERSE, model=model, tokenizer=tokenizer, target=spanish)
+    # The cross-attention layer and head where "Dios" weighs "God" most.
+    heads = report.heads_weighing(SPANISH_TOKEN, ENGLISH_TOKEN, top=1)
+    layer = max(range(len(heads)), key=lambda i: heads[i][0][1])
+    head, token = heads[layer][0][0], report.target_tokens.index(SPANISH_TOKEN)
+    show(VERSE, out / "translation.html", model=translation_run, target=spanish)
+    cross = 2  # the page's panels: encoder, decoder, cross-attention
+    return {
+        "page_generation_steps": f"{(out / 'generation.html').as_uri()}#{LM_VIEW}",
+        "page_source_target": f"{(out / 'translation.html').as_uri()}#view=head&layer={layer}"
+        f"&head={head}&text={cross}&token={token}",
+    }
+
+
+def run_screenshots(browser, lm_run: str, translation_run: str) -> None:
+    for name, url in run_pages(Path(tempfile.mkdtemp()), lm_run, translation_run).items():
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("body[data-rendered]")
+        page.screenshot(path=str(FIGURES / f"{name}.png"))
+        page.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve-only", action="store_true", help="only docs/figures/serve*.png")
+    parser.add_argument("--lm-run", metavar="PATH",
+                        help="a Shakespeare run (attnlab train --preset shakespeare-char): only "
+                        "docs/figures/page_generation_steps.png and page_source_target.png, "
+                        "with --translation-run")  # fmt: skip
+    parser.add_argument("--translation-run", metavar="PATH",
+                        help="an English → Spanish run (--preset translate-en-es)")  # fmt: skip
     args = parser.parse_args()
+    if (args.lm_run is None) != (args.translation_run is None):
+        parser.error("--lm-run and --translation-run go together")
+    if args.lm_run is not None:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            run_screenshots(browser, args.lm_run, args.translation_run)
+            browser.close()
+        return
     if args.serve_only:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)

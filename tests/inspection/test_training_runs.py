@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import attnlab
@@ -69,6 +69,7 @@ def hooked_weights(model, *inputs, layers: dict[str, bool]):
 
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet=ALPHABET, min_size=1, max_size=80))
+@example("ROMEO:\n\nJULIET:\n  Ay me!\n")  # runs of newlines and spaces: one token each
 def test_the_char_face_round_trips_any_text_of_its_alphabet(text):
     chars = tokenizer_from_json(json.dumps({"kind": "char", "chars": list(ALPHABET)}))
     face = hf_tokenizer(chars)

@@ -33,18 +33,20 @@ def test_show_generate_draws_the_runs_generation_steps(runs, tmp_path, capsys):
     from attnlab.inspection.pretrained import load_model_path
     from attnlab.inspection.report import generate
 
-    out = tmp_path / "page.html"
-    assert main(["show", "ROMEO:\n", "--model", str(runs["lm"].parent), "--generate", "8",
+    out, prompt = tmp_path / "page.html", "JULIET:\nO Romeo"
+    assert main(["show", prompt, "--model", str(runs["lm"]), "--generate", "20",
                  "-o", str(out)]) == 0  # fmt: skip
     assert "wrote" in capsys.readouterr().out
     (text,) = page_data(out)["texts"]
     model, tokenizer = load_model_path(runs["lm"])
-    report = generate("ROMEO:\n", model=model, tokenizer=tokenizer, max_new_tokens=8)
+    report = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=20)
     assert text["tokens"] == [shown(t) for t in report.tokens]
-    assert text["tokens"][6] == "↵"  # the newline, visible
-    assert [s["token"] for s in text["steps"]] == [shown(t) for t in report.generated]
-    assert [s["row"] for s in text["steps"]] == list(range(6, 6 + 8))
-    assert "attnlab: attention on shk" in out.read_text(encoding="utf-8")
+    assert text["tokens"][7] == "↵" and text["tokens"][9] == "␣"  # visible white space
+    steps = text["steps"]
+    assert [s["token"] for s in steps] == [shown(t) for t in report.generated]
+    assert "↵" in [s["token"] for s in steps]  # this run generates a newline: drawn visibly
+    assert [s["row"] for s in steps] == list(range(len(prompt) - 1, len(prompt) + 19))
+    assert "attnlab: attention on shk" in out.read_text(encoding="utf-8")  # the run's name
 
 
 def test_show_target_draws_the_source_target_panels(runs, tmp_path):
@@ -65,12 +67,18 @@ def test_show_target_draws_the_source_target_panels(runs, tmp_path):
 
 
 def test_generate_model_prints_what_each_new_token_came_from(runs, capsys):
+    from attnlab.inspection.pretrained import load_model_path
+    from attnlab.inspection.report import generate
+
     assert main(["generate", "--model", str(runs["translate"]), "--prompt", ENGLISH[1],
                  "--tokens", "4", "--top", "2"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "EncoderDecoder: " in out and "(source tokens; mean over heads" in out
+    model, tokenizer = load_model_path(runs["translate"])
+    report = generate(ENGLISH[1], model=model, tokenizer=tokenizer, max_new_tokens=4)
+    assert f"EncoderDecoder: {ENGLISH[1]!r} → {report.target!r}" in out
+    assert "(source tokens; mean over heads" in out
     lines = [line for line in out.splitlines() if "←" in line]
-    assert 1 <= len(lines) <= 4 and all(line.count(" 0.") == 2 for line in lines)
+    assert len(lines) == len(report.generated) and all(line.count(" 0.") == 2 for line in lines)
 
 
 def test_inspect_model_takes_a_runs_checkpoint_file(runs, capsys):

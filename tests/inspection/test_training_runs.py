@@ -209,3 +209,24 @@ def test_translating_with_a_run_is_its_own_greedy_translation(runs):
     steps = report.generation_steps(top=1)
     assert [token for token, _ in steps] == tokens[1:]
     assert all(key in report.tokens for _, top in steps for key, _, _ in top)
+
+
+def test_a_translation_that_ends_keeps_eos_in_its_tokens_not_in_its_text(runs):
+    """A model that ends its translation after two tokens (a bias towards <eos> from the third
+    step on): the report lists <eos> as the last generated token; its target text leaves it
+    out, as the run's tokenizer decodes."""
+    model, tokenizer = load_model_path(runs["translate"])
+    _, tgt, _, _ = translation_batch(runs["translate"], SOURCE, TARGET)
+    calls = []
+
+    def ending(module, inputs, logits):
+        calls.append(1)
+        if len(calls) > 2:
+            logits[..., tgt.eos_id] += 1e4
+        return logits
+
+    model.output.register_forward_hook(ending)
+    report = generate(SOURCE, model=model, tokenizer=tokenizer, max_new_tokens=10)
+    assert len(report.generated) == 3 and report.generated[-1] == "<eos>"
+    ids = [tgt.backend.token_to_id(t) for t in report.generated]
+    assert report.target == tgt.decode(ids) and "<eos>" not in report.target

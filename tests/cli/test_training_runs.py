@@ -8,6 +8,7 @@ import re
 
 import pytest
 import safetensors.torch
+import torch
 from safetensors import safe_open
 
 from attnlab.cli.main import main
@@ -88,6 +89,7 @@ def test_inspect_model_takes_a_runs_checkpoint_file(runs, capsys):
 
 def test_serve_offers_a_run_under_its_folder_name(runs):
     from attnlab.serve.models import load_models
+    from attnlab.serve.results import Request, compute, tile
 
     lm, translation = load_models([runs["lm"], runs["translate"].parent], minilm=False)
     assert (lm.name, lm.encoder_decoder, lm.max_positions) == ("shk", False, 64)
@@ -95,6 +97,13 @@ def test_serve_offers_a_run_under_its_folder_name(runs):
     assert lm.count_tokens("ROMEO:\n") == 7
     target = translation.tokenizer.target(text_target=SPANISH[0])["input_ids"]
     assert translation.count_tokens(SPANISH[0], target=True) == len(target)
+    # A request with a target: the three panels, and exact tiles of the cross-attention one.
+    result = compute(Request(1, ENGLISH[0], target=SPANISH[0]), translation, tiles_url="/t")
+    assert [p.role for _, p in result.panels] == ["encoder", "decoder", "cross"]
+    cross = result.reports[0].maps["decoder.layers.1.cross_attn"].dense()[0, 1]  # (T, S)
+    T, S = cross.shape
+    assert tuple(cross.shape) == (len(target) + 1, len(result.reports[0].tokens))
+    torch.testing.assert_close(tile(result, 2, 1, 1, (0, T), (0, S)), cross)
 
 
 def with_task(checkpoint, task, out):

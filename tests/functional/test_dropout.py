@@ -126,3 +126,17 @@ def test_long_causal_attention_keeps_every_weight_below_the_diagonal(dtype, p):
     (dq,) = torch.autograd.grad(out, q, grad)
     (dq_want,) = torch.autograd.grad(want, q, grad.double())
     torch.testing.assert_close(dq.double(), dq_want.double(), **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_drops_exactly_the_elements_keep_mask_names(dtype):
+    """The fast mask (the comparison written straight into x's dtype) and keep_mask agree on
+    every element for the same generator state: 2²¹ elements meet the threshold itself ~32
+    times, so a comparison off by one shows."""
+    n = 1 << 21
+    torch.manual_seed(5)
+    got = dropout(torch.ones(n, dtype=dtype), 0.1)
+    torch.manual_seed(5)
+    keep = keep_mask((n,), 0.1)
+    assert torch.equal(got != 0, keep)
+    assert (got[keep] == torch.tensor(dropout_scale(0.1), dtype=dtype)).all()

@@ -37,11 +37,15 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     """A bool tensor of ``shape``: each element True (kept) with probability 1 − p'."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"p must be in [0, 1); got {p}")
+    return _random16(shape, device) >= _threshold(p) - _LEVELS // 2
+
+
+def _random16(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
+    """int16 numbers of ``shape``, u + 32768 uniform on [0, 65536): four per random word."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), None)  # every bit uniform (the default range leaves the top bit 0)
-    u = words.view(torch.int16)[:n].view(shape)  # signed: u + 32768 is uniform on [0, 65536)
-    return u >= _threshold(p) - _LEVELS // 2
+    return words.view(torch.int16)[:n].view(shape)
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -62,5 +66,9 @@ def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool = True) ->
 
 def _scaled_mask(x: Tensor, p: float) -> Tensor:
     """x's shape and dtype: 1/(1 − p') where kept, 0 where dropped."""
-    keep = keep_mask(x.shape, p, x.device)
-    return torch.where(keep, dropout_scale(p), 0.0).to(x.dtype)
+    # The comparison writes 1.0/0.0 straight into x's dtype: one pass. A bool mask and then
+    # where(keep, scale, 0) took 11× as long ((32, 128, 192), 1 thread: 1.3 vs 0.12 ms).
+    u = _random16(x.shape, x.device)
+    kept = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    torch.ge(u, _threshold(p) - _LEVELS // 2, out=kept)  # the same elements as keep_mask's
+    return kept.mul_(dropout_scale(p))

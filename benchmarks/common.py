@@ -3,6 +3,7 @@ peak resident memory measured in a fresh subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import subprocess
@@ -13,26 +14,47 @@ from collections.abc import Callable
 import torch
 
 
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], reps: int, *, min_sample: float = 0.05
-) -> dict[str, float]:
-    """Median seconds per call of each function, running them in turn within each repetition
-    so machine load affects every contender alike. One warm-up call each first; a sample of a
-    fast function repeats it until the sample lasts about ``min_sample`` seconds (a single
-    millisecond call is mostly timer and scheduler noise)."""
-    loops = {}
+def interleaved_times(
+    fns: dict[str, Callable[[], object]], reps: int, *, loops: int | None = None,
+    min_sample: float = 0.05, contexts: dict[str, Callable[[], object]] | None = None,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Seconds per call of each function in every repetition, the functions run in turn within
+    each repetition so machine load affects every contender alike (entry r of each list comes
+    from the same round). A sample repeats a function ``loops`` times, or by default (after one
+    warm-up call each) until it lasts about ``min_sample`` seconds (a single millisecond call is
+    mostly timer and scheduler noise). A function's context (``contexts[name]()``, e.g. patched
+    helpers or attached hooks) is entered around its sample, outside the timed loop."""
+    counts = {}
     for name, fn in fns.items():
-        start = time.perf_counter()
-        fn()
-        loops[name] = max(1, round(min_sample / max(time.perf_counter() - start, 1e-6)))
+        if loops is None:
+            start = time.perf_counter()
+            fn()
+            counts[name] = max(1, round(min_sample / max(time.perf_counter() - start, 1e-6)))
+        else:
+            counts[name] = loops
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(loops[name]):
-                fn()
-            times[name].append((time.perf_counter() - start) / loops[name])
+            with contexts[name]() if contexts else contextlib.nullcontext():
+                start = time.perf_counter()
+                for _ in range(counts[name]):
+                    fn()
+                times[name].append((time.perf_counter() - start) / counts[name])
+    return times
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], reps: int, *, min_sample: float = 0.05
+) -> dict[str, float]:
+    """Median seconds per call of each function (:func:`interleaved_times`)."""
+    times = interleaved_times(fns, reps, min_sample=min_sample)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def paired_ratio(times: dict[str, list[float]], slower: str, faster: str) -> float:
+    """Median over the interleaved rounds of ``slower``'s time ÷ ``faster``'s in the same round:
+    a disturbance that slows one round slows both sides of its ratio."""
+    return statistics.median(a / b for a, b in zip(times[slower], times[faster], strict=True))
 
 
 def peak_memory_mb(module: str, case: dict) -> float:

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import functools
 import statistics
-import time
 from collections.abc import Iterator
 
 import torch
@@ -36,7 +35,7 @@ import attnlab.nn.feed_forward as ff_module
 from attnlab import GPT, GPTConfig
 from attnlab.functional.linear import linear
 from attnlab.hooks import HookPoint
-from benchmarks.common import setup_threads
+from benchmarks.common import interleaved_times, setup_threads
 
 
 @contextlib.contextmanager
@@ -91,27 +90,9 @@ def _keeper(seen: dict, name: str):  # type: ignore[no-untyped-def]
 VARIANTS = ("without hook points", "checked (shipped)", "always called", READ_Q)
 
 
-def interleaved_times(
-    fns: dict, reps: int, loops: int, contexts: dict | None = None
-) -> dict[str, list[float]]:
-    """Mean seconds of ``loops`` calls, per interleaved repetition, for each function. A
-    function's context (``contexts[name]()``, e.g. patched helpers or attached hooks) is entered
-    around its sample, outside the timed loop."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            context = contexts[name]() if contexts else contextlib.nullcontext()
-            with context:
-                start = time.perf_counter()
-                for _ in range(loops):
-                    fn()
-                times[name].append((time.perf_counter() - start) / loops)
-    return times
-
-
 def min_seconds(fns: dict, reps: int, loops: int) -> dict[str, float]:
     """Fastest of the interleaved repetitions: on a shared machine the least disturbed run."""
-    return {name: min(ts) for name, ts in interleaved_times(fns, reps, loops).items()}
+    return {name: min(ts) for name, ts in interleaved_times(fns, reps, loops=loops).items()}
 
 
 def paired_change(times: dict[str, list[float]], name: str, base: str) -> float:
@@ -198,7 +179,7 @@ def main() -> None:
             points = [(n, m) for n, m in gpt.named_modules() if n.endswith("hook_q")]
             contexts = {v: functools.partial(patched, v, points) for v in VARIANTS}
             fns = dict.fromkeys(VARIANTS, fn)
-            times = interleaved_times(fns, reps, 1 if args.quick else 5, contexts)
+            times = interleaved_times(fns, reps, loops=1 if args.quick else 5, contexts=contexts)
         t = {name: min(ts) for name, ts in times.items()}
         cells = " | ".join(f"{t[v] * 1e3:.3f}" for v in VARIANTS)
         base = t["without hook points"]

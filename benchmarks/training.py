@@ -29,6 +29,7 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # same for every contender; see attention.py
 
 import contextlib
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.common import interleaved_medians, setup_threads
+from benchmarks.common import interleaved_times, paired_ratio, setup_threads
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def step_function(model: nn.Module, loss_of: Callable[[Tensor, Tensor], Tensor],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, one repetition")
-    parser.add_argument("--reps", type=int, default=7, help="interleaved repetitions")
+    parser.add_argument("--reps", type=int, default=11, help="interleaved repetitions")
     args = parser.parse_args()
     setup_threads()
     s = QUICK if args.quick else PRESET
@@ -173,19 +174,25 @@ def main() -> None:
     }  # fmt: skip
     for step in steps.values():  # warm-up: allocator, optimizer state
         step()
-    seconds = interleaved_medians(steps, reps)
+        step()
+    times = interleaved_times(steps, reps, loops=1)
+    seconds = {name: statistics.median(ts) for name, ts in times.items()}
     tokens = s.batch * s.context
     peers = {n: t for n, t in seconds.items() if not n.startswith("attnlab")}
     fastest = min(peers, key=peers.get)
     print(f"GPT {s.layers} layers, {s.heads} heads, d={s.d}, context {s.context}, batch "
           f"{s.batch}, dropout {s.dropout}, AdamW + clipping, 2 threads, {reps} reps")  # fmt: skip
-    print("| contender | ms / step | tokens/s | attnlab float32 tokens/s ÷ its |")
+    print("| contender | ms / step (median) | tokens/s | its time ÷ attnlab float32's, per round |")
     print("|---|---|---|---|")
     for name, t in sorted(seconds.items(), key=lambda kv: kv[1]):
-        ratio = f"{t / seconds['attnlab']:.2f}"
+        ratio = f"{paired_ratio(times, name, 'attnlab'):.2f}"
         print(f"| {name} | {t * 1e3:,.0f} | {tokens / t:,.0f} | {ratio} |")
-    print(f"fastest peer: {fastest}; attnlab float32 is {peers[fastest] / seconds['attnlab']:.2f}× "
-          f"it, attnlab bf16 {peers[fastest] / seconds['attnlab bf16']:.2f}× it")  # fmt: skip
+    rounds = [p / a for p, a in zip(times[fastest], times["attnlab"], strict=True)]
+    ours = paired_ratio(times, fastest, "attnlab")
+    bf16 = paired_ratio(times, fastest, "attnlab bf16")
+    print(f"fastest peer: {fastest}; attnlab float32 is {ours:.2f}× it (median of {reps} "
+          f"rounds; lowest {min(rounds):.2f}, highest {max(rounds):.2f}), attnlab bf16 "
+          f"{bf16:.2f}× it")  # fmt: skip
 
 
 if __name__ == "__main__":

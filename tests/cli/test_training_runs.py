@@ -12,7 +12,10 @@ import torch
 from safetensors import safe_open
 
 from attnlab.cli.main import main
+from attnlab.data.tokenizers import tokenizer_from_json
 from attnlab.inspection import runs as run_module
+from attnlab.train.checkpoint import load_training
+from attnlab.train.tasks import collate
 from attnlab.viz.tokens import shown
 
 from ..inspection.training_runs import ENGLISH, SPANISH, lm_run, translation_run
@@ -62,8 +65,8 @@ def test_show_target_draws_the_source_target_panels(runs, tmp_path):
     model, tokenizer = load_model_path(runs["translate"])
     report = inspect(ENGLISH[0], model=model, tokenizer=tokenizer, target=SPANISH[0])
     cross = texts[2]
-    assert cross["tokens"] == [shown(t) for t in report.target_tokens]
-    assert cross["key_tokens"] == [shown(t) for t in report.tokens]
+    assert cross["tokens"] == [shown(t, byte_level=True) for t in report.target_tokens]
+    assert cross["key_tokens"] == [shown(t, byte_level=True) for t in report.tokens]
     assert cross["tokens"][0] == "<bos>" and "Ġfué" in cross["tokens"]  # UTF-8 bytes decoded
 
 
@@ -84,7 +87,7 @@ def test_generate_model_prints_what_each_new_token_came_from(runs, capsys):
 
 def test_inspect_model_takes_a_runs_checkpoint_file(runs, capsys):
     assert main(["inspect", "the cat sat", "--model", str(runs["lm"]), "--token", "c"]) == 0
-    assert "GPT: 11 tokens: t h e   c a t   s a t" in capsys.readouterr().out
+    assert "GPT: 11 tokens: t h e ␣ c a t ␣ s a t\n" in capsys.readouterr().out
 
 
 def test_serve_offers_a_run_under_its_folder_name(runs):
@@ -96,7 +99,11 @@ def test_serve_offers_a_run_under_its_folder_name(runs):
     assert (translation.name, translation.encoder_decoder) == ("tr", True)
     assert lm.count_tokens("ROMEO:\n") == 7
     target = translation.tokenizer.target(text_target=SPANISH[0])["input_ids"]
-    assert translation.count_tokens(SPANISH[0], target=True) == len(target)
+    # The decoder reads <bos> then the target, as training's collate feeds it.
+    src_tok, tgt_tok = run_tokenizers(runs["translate"])
+    pair = (src_tok.encode(ENGLISH[0]), tgt_tok.encode(SPANISH[0]))
+    fed = collate([pair], src_tok, tgt_tok)["tgt_ids"]
+    assert translation.count_tokens(SPANISH[0], target=True) == fed.shape[1] == len(target) + 1
     # A request with a target: the three panels, and exact tiles of the cross-attention one.
     result = compute(Request(1, ENGLISH[0], target=SPANISH[0]), translation, tiles_url="/t")
     assert [p.role for _, p in result.panels] == ["encoder", "decoder", "cross"]
@@ -104,6 +111,12 @@ def test_serve_offers_a_run_under_its_folder_name(runs):
     T, S = cross.shape
     assert tuple(cross.shape) == (len(target) + 1, len(result.reports[0].tokens))
     torch.testing.assert_close(tile(result, 2, 1, 1, (0, T), (0, S)), cross)
+
+
+def run_tokenizers(checkpoint):
+    """A translation run's own attnlab tokenizers (source, target), from its training state."""
+    both = json.loads(load_training(checkpoint).tokenizer_json)
+    return tokenizer_from_json(both["src"]), tokenizer_from_json(both["tgt"])
 
 
 def with_task(checkpoint, task, out):

@@ -3,6 +3,8 @@ weights, optimizer state, and the config and tokenizer(s) as training metadata),
 weights, built directly and saved with the training checkpoint writer (no corpus is read):
 
 - an "lm" run: a GPT with a character tokenizer over ``ALPHABET``;
+- a BPE "lm" run: a GPT with a byte-level BPE of 300 tokens (``BPE_VOCAB``), so most words are
+  split into pieces, while "fué" is one token (``ĠfuÃ©`` as byte-level BPE writes it);
 - a "translate" run: an EncoderDecoder with byte-level BPE tokenizers trained on a few English
   and Spanish sentences.
 
@@ -27,6 +29,8 @@ ENGLISH = ["And God said, Let there be light: and there was light.",
 SPANISH = ["Y dijo Dios: Sea la luz: y fué la luz.",
            "En el principio crió Dios los cielos y la tierra.",
            "el gato se sentó en la alfombra y el perro en el tronco"]  # fmt: skip
+BPE_VOCAB = 300  # the 256 bytes, 3 special tokens and 41 merges
+BPE_EXTRA = "y fué, y fué: qué fué él"  # makes "Ġfué" (and "ué") pieces
 SIZES = dict(n_layers=2, n_heads=2, d_model=16, d_ff=32, context=64, seed=0)
 
 
@@ -47,6 +51,13 @@ def lm_run(folder: Path) -> Path:
     config = TrainConfig(task="lm", corpus="corpus.txt", tokenizer="char", out_dir=str(folder),
                          **SIZES)  # fmt: skip
     return write_run(folder, config, CharTokenizer(ALPHABET).to_json(), scale=8.0)
+
+
+def bpe_lm_run(folder: Path) -> Path:
+    config = TrainConfig(task="lm", corpus="corpus.txt", tokenizer="bpe", bpe_vocab=BPE_VOCAB,
+                         out_dir=str(folder), **SIZES)  # fmt: skip
+    tokenizer = BPETokenizer.train([*SPANISH, *ENGLISH, BPE_EXTRA], BPE_VOCAB)
+    return write_run(folder, config, tokenizer.to_json(), scale=8.0)
 
 
 def translation_run(folder: Path) -> Path:

@@ -21,13 +21,32 @@ def test_byte_level_pieces_read_as_the_text_they_encode(text):
     as Ġ) is shown as those characters of the text, its space as Ġ."""
     pieces = pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(text)
     for piece, (start, end) in pieces:
-        assert shown(piece) == text[start:end].replace(" ", "Ġ")
+        assert shown(piece, byte_level=True) == text[start:end].replace(" ", "Ġ")
 
 
 def test_a_token_ending_inside_a_character_stays_as_written():
-    assert shown("Ã") == "Ã"  # the first byte of "é" alone: not UTF-8
-    assert shown("ĠallÃ") == "ĠallÃ"
-    assert shown("café") == "café"  # é alone stands for the byte 0xE9: not UTF-8, unchanged
+    assert shown("Ã", byte_level=True) == "Ã"  # the first byte of "é" alone: not UTF-8
+    assert shown("ĠallÃ", byte_level=True) == "ĠallÃ"
+    # é alone stands for the byte 0xE9: not UTF-8, unchanged
+    assert shown("café", byte_level=True) == "café"
+
+
+def test_only_a_byte_level_tokenizers_tokens_are_decoded():
+    """Decided once per tokenizer: a WordPiece or character token that happens to look like
+    byte-level BPE's bytes is written as it is."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    from attnlab.viz.tokens import byte_level
+
+    assert shown("ĠfuÃ©", byte_level=True) == "Ġfué"
+    assert shown("fuÃ©") == "fuÃ©"  # not byte-level: as written
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    words = Tokenizer(models.WordLevel({"a": 0}, unk_token="a"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    only_decoder = Tokenizer(models.BPE())
+    only_decoder.decoder = decoders.ByteLevel()
+    assert [byte_level(t) for t in (bpe, words, only_decoder)] == [True, False, True]
 
 
 def test_white_space_is_visible():

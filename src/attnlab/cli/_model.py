@@ -6,6 +6,8 @@ run (its ``checkpoint.safetensors``, or the run folder holding it), loaded offli
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 MODEL_HELP = (
@@ -30,12 +32,101 @@ def load(args: argparse.Namespace):  # -> (model, tokenizer) or (None, None) for
     return load_model_path(args.model) if args.model is not None else (None, None)
 
 
-def check_path(flag: str, path: str):  # -> the TrainConfig of a training run, else None
+@dataclass
+class Run:
+    """A training run given as a model path, known from its checkpoint's header before the
+    weights are read: its name (as pages name it), configuration and tokenizer(s)
+    (``(tok,)``, or ``(source, target)`` for translation)."""
+
+    name: str
+    config: object  # attnlab.train.config.TrainConfig
+    tokenizers: tuple
+
+    @property
+    def translation(self) -> bool:
+        return self.config.task == "translate"
+
+    def tokens(self, flag: str, text: str) -> int:
+        """How many tokens the model reads of ``text`` (given as ``flag``; the source of a
+        translation), refused naming ``flag`` if a character run's alphabet lacks some of its
+        characters."""
+        from attnlab.data.tokenizers import CharTokenizer
+
+        tokenizer = self.tokenizers[0]
+        if isinstance(tokenizer, CharTokenizer):
+            unknown = tokenizer.unknown(text)
+            if unknown:
+                more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+                raise ValueError(f"{flag}: characters not in {self.name}'s alphabet: "
+                                 f"{unknown[:10]!r}{more}")  # fmt: skip
+        return len(tokenizer.encode(text))
+
+    def target_tokens(self, target: str) -> int:
+        """How many tokens a translation's decoder reads of ``target``, its start token
+        included: counted by the function that builds the decoder's input."""
+        from attnlab.inspection.report import target_ids
+        from attnlab.inspection.run_tokenizers import hf_tokenizer
+
+        face = hf_tokenizer(self.tokenizers[1])
+        return len(target_ids(face, target, face.bos_token_id))
+
+    def most_new_tokens(self, flag: str, text: str) -> int:
+        """The most tokens generation can add to ``text`` (given as ``flag``): the positions a
+        GPT has left after it; a translation's context − 1 (after its <bos>)."""
+        if self.translation:
+            return self.config.context - 1
+        left = self.config.context - self.tokens(flag, text)
+        if left < 1:
+            raise ValueError(f"{flag} ({self.tokens(flag, text)} tokens) leaves none of the "
+                             f"{self.config.context} positions of {self.name} to generate "
+                             "into")  # fmt: skip
+        return left
+
+    def check(
+        self, texts: list[tuple[str, str | None]], *, target: str | None = None,
+        new: tuple[str, int] | None = None, truncate: bool | None = None,
+    ) -> None:  # fmt: skip
+        """Before the weights load: ``texts`` ((flag, text) pairs; None: not given) are written
+        in the run's alphabet and fit its positions, as does ``target`` (--target) and
+        ``new`` ((flag, N): N tokens generated after each text). ``truncate``: whether
+        --truncate was given (None: the command has no such flag)."""
+        from attnlab.train.tasks import source_limit
+
+        context = self.config.context
+        for flag, text in texts:
+            if text is None:
+                continue
+            n = self.tokens(flag, text)
+            limit = source_limit(context) if self.translation else context
+            what = "source tokens" if self.translation else "positions"
+            if n > limit and not (truncate and new is None):
+                keep = " (--truncate keeps the first ones)" if truncate is False else ""
+                raise ValueError(f"{flag} is {n} tokens; {self.name} reads at most {limit} "
+                                 f"{what}{keep}")  # fmt: skip
+            if new is None:
+                continue
+            new_flag, count = new
+            if self.translation and count > context - 1:
+                raise ValueError(f"{new_flag} {count}: {self.name} writes at most {context - 1} "
+                                 "tokens")  # fmt: skip
+            if not self.translation and n + count > context:
+                raise ValueError(f"{flag} ({n} tokens) + {new_flag} {count} > {context} positions "
+                                 f"of {self.name} (at most {context - n} new tokens)")  # fmt: skip
+        if target is not None and self.translation:
+            m = self.target_tokens(target)
+            if m > context:
+                raise ValueError(f"--target is {m} tokens with the start token; {self.name} "
+                                 f"takes at most {context}")  # fmt: skip
+
+
+def check_path(flag: str, path: str) -> Run | None:  # None: a model folder, not a run
     """Before anything is loaded: ``path`` (given as ``flag``) is a readable model folder or
     training checkpoint, and a training run's header names a task attnlab knows (read without
     its tensors). Errors name the flag, what it expects and what it got."""
     from attnlab.cli import _checks
-    from attnlab.inspection.runs import run_checkpoint, run_config
+    from attnlab.data.tokenizers import tokenizer_from_json
+    from attnlab.inspection.pretrained import model_name
+    from attnlab.inspection.runs import run_checkpoint, run_header
 
     if Path(path).is_file():
         _checks.input_file(flag, path, what="training checkpoint")
@@ -45,16 +136,21 @@ def check_path(flag: str, path: str):  # -> the TrainConfig of a training run, e
     if run is None:
         return None
     try:
-        return run_config(run)
-    except (ValueError, OSError) as err:
+        header = run_header(run)
+        if header.config.task == "lm":
+            tokenizers = (tokenizer_from_json(header.tokenizer_json),)
+        else:
+            both = json.loads(header.tokenizer_json)
+            tokenizers = tuple(tokenizer_from_json(both[k]) for k in ("src", "tgt"))
+    except (ValueError, KeyError, TypeError, OSError) as err:
         raise ValueError(f"{flag}: {err}") from None
+    return Run(model_name(path), header.config, tokenizers)
 
 
-def check(args: argparse.Namespace, flag: str = "--model") -> None:
+def check(args: argparse.Namespace, flag: str = "--model") -> Run | None:
     """Before anything is loaded: --model (given as ``flag``) is a model path
-    (:func:`check_path`), --target a valid text."""
+    (:func:`check_path`), --target a valid text. Returns the training run --model names."""
     from attnlab.cli import _checks
 
-    if args.model is not None:
-        check_path(flag, args.model)
     _checks.text("--target", getattr(args, "target", None))
+    return check_path(flag, args.model) if args.model is not None else None

@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("--layer", "--head", "--position"):
         _checks.number(flag, getattr(args, flag[2:]), at_least=0)
     _checks.output_file("-o", args.out, suffixes=(".html",))
-    if args.model is not None:
-        _model.check_path("--model", args.model)
+    run = None if args.model is None else _model.check_path("--model", args.model)
+    if run is not None and run.config.task == "lm":  # its alphabet, before the weights load
+        run.tokens("TEXT", args.text)
     from attnlab.explain.build import build
     from attnlab.explain.load import load_explainable
     from attnlab.explain.pitfalls import check_pitfall

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "attnlab GPT checkpoint folder with its tokenizer.json",
     )  # fmt: skip
     p.add_argument("--prompt", default="\n", help="text to continue or translate")
-    p.add_argument("--tokens", type=int, default=300, help="new tokens to generate")
+    p.add_argument("--tokens", type=int, help="new tokens to generate (default: 300 with "
+                   "--checkpoint; with --model, the positions the model has left after --prompt, "
+                   "at most 300; a translation's context − 1)")  # fmt: skip
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens")
     p.add_argument("--top-p", type=float, default=None,
@@ -54,20 +56,35 @@ def run(args: argparse.Namespace) -> int:
     _checks.number("--top-k", args.top_k, at_least=1)
     _checks.number("--top-p", args.top_p, above=0.0, at_most=1.0)
     _checks.number("--seed", args.seed, at_least=0, at_most=2**64 - 1)
-    print(generate_text(args.checkpoint, args.prompt, max_new_tokens=args.tokens,
+    tokens = DEFAULT_TOKENS if args.tokens is None else args.tokens
+    print(generate_text(args.checkpoint, args.prompt, max_new_tokens=tokens,
                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         seed=args.seed))  # fmt: skip
     return 0
 
 
+DEFAULT_TOKENS = 300
+
+
 def show_attention(args: argparse.Namespace) -> int:
-    """Generate with --model under capture; per new token, what its predicting query weighed."""
+    """Generate with --model under capture; per new token, what its predicting query weighed.
+    Capture needs one sequence the model reads whole (a KV cache), so --model never slides the
+    window as --checkpoint does: a training run's lengths are checked before it loads, and
+    --tokens defaults to the positions left."""
     from attnlab.inspection.report import generate
+    from attnlab.viz.tokens import shown
 
     _checks.number("--top", args.top, at_least=1)
-    _model.check(args)
+    run = _model.check(args)
+    tokens = args.tokens
+    if run is not None:
+        if tokens is None:
+            tokens = min(DEFAULT_TOKENS, run.most_new_tokens("--prompt", args.prompt))
+        run.check([("--prompt", args.prompt)], new=("--tokens", tokens))
     model, tokenizer = _model.load(args)
-    report = generate(args.prompt, model=model, tokenizer=tokenizer, max_new_tokens=args.tokens)
+    if tokens is None:
+        tokens = _tokens_left(model, tokenizer, args.prompt)
+    report = generate(args.prompt, model=model, tokenizer=tokenizer, max_new_tokens=tokens)
     steps = report.generation_steps(layer=args.layer, top=args.top)
     where = "all layers" if args.layer is None else f"layer {args.layer}"
     keys = "source tokens" if report.target_tokens is not None else "prompt and generated tokens"
@@ -77,6 +94,22 @@ def show_attention(args: argparse.Namespace) -> int:
     print(f"{report.model_name}: {args.prompt!r} → {text!r}")
     print(f"what each new token was predicted from ({keys}; mean over heads, {where}):")
     for n, (token, top) in enumerate(steps):
-        shown = "  ".join(f"{key} {weight:.2f}" for key, _, weight in top)
-        print(f"  {n:>3} {token!r:>8} ← {shown}")
+        weighed = "  ".join(f"{shown(key, byte_level=report.byte_level)} {weight:.2f}"
+                            for key, _, weight in top)  # fmt: skip
+        print(f"  {n:>3} {shown(token, byte_level=report.byte_level):>8} ← {weighed}")
     return 0
+
+
+def _tokens_left(model, tokenizer, prompt: str) -> int:
+    """--tokens' default for a model folder: 300, or fewer if the model's positions end
+    sooner."""
+    from attnlab.inspection.report import is_encoder_decoder, position_limits
+    from attnlab.inspection.runs import sides
+
+    _, limit = position_limits(model)
+    if limit is None:
+        return DEFAULT_TOKENS
+    if is_encoder_decoder(model):
+        return max(1, min(DEFAULT_TOKENS, limit - 1))
+    used = len(sides(tokenizer)[0](prompt)["input_ids"])
+    return max(1, min(DEFAULT_TOKENS, limit - used))

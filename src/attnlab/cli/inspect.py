@@ -7,6 +7,7 @@ import argparse
 from attnlab.cli import _checks, _model
 from attnlab.inspection.report import inspect
 from attnlab.measures.tables import MEASURES, measure_table
+from attnlab.viz.tokens import shown, written
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,18 +40,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag in ("TEXT", "--token", "--key"):
-        _checks.text(flag, getattr(args, flag.lstrip("-").lower()))
+    _checks.text("TEXT", args.text)
+    for flag in ("--token", "--key"):  # a char model's space or newline is a token too
+        _checks.text(flag, getattr(args, flag[2:]), blank=True)
     _checks.number("--top", args.top, at_least=1)
     if args.measure is not None and args.key is not None:
         raise ValueError("--key and --measure rank different things: give one of them")
-    _model.check(args)
+    run = _model.check(args)
+    if run is not None:  # a training run: its alphabet and positions, before the weights load
+        run.check([("TEXT", args.text)], target=args.target, truncate=args.truncate)
     model, tokenizer = _model.load(args)
     report = inspect(args.text, model=model, tokenizer=tokenizer, target=args.target,
                      truncate=args.truncate)  # fmt: skip
-    print(f"{report.model_name}: {len(report.tokens)} tokens: {' '.join(report.tokens)}")
+
+    def listed(tokens: list[str]) -> str:  # readable: visible white space, decoded bytes
+        return " ".join(shown(t, byte_level=report.byte_level) for t in tokens)
+
+    # --token and --key as the tokenizer writes them, or as printed (↵, ␣, decoded bytes).
+    every = report.tokens + (report.target_tokens or [])
+    for name in ("token", "key"):
+        if getattr(args, name) is not None:
+            setattr(args, name, written(getattr(args, name), every, byte_level=report.byte_level))
+
+    print(f"{report.model_name}: {len(report.tokens)} tokens: {listed(report.tokens)}")
     if report.target_tokens is not None:
-        print(f"target: {len(report.target_tokens)} tokens: {' '.join(report.target_tokens)}")
+        print(f"target: {len(report.target_tokens)} tokens: {listed(report.target_tokens)}")
     if args.measure is not None:
         print(measure_table(report, args.token, args.measure, top=args.top))
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from attnlab.cli import _checks, _model
+from attnlab.inspection.pretrained import model_name
 from attnlab.viz.render import FORMATS, show
 
 
@@ -48,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag in ("TEXT", "--compare", "--token"):
+    for flag in ("TEXT", "--compare"):
         _checks.text(flag, getattr(args, flag.lstrip("-").lower()))
+    _checks.text("--token", args.token, blank=True)  # a char model's space or newline too
     for flag in ("--layer", "--head"):
         _checks.number(flag, getattr(args, flag[2:]), at_least=0)
     _checks.number("--generate", args.generate, at_least=1)
@@ -58,10 +60,15 @@ def run(args: argparse.Namespace) -> int:
         if args.model is not None:
             raise ValueError("--checkpoint is the old name of --model; give one of them")
         args.model = args.checkpoint
-    _model.check(args, flag="--checkpoint" if args.checkpoint is not None else "--model")
+    run = _model.check(args, flag="--checkpoint" if args.checkpoint is not None else "--model")
     if args.generate is not None and args.target is not None:
         raise ValueError("--generate makes the decoder's side; leave out --target")
-    print(f"running {args.model or 'all-MiniLM-L6-v2'} and capturing attention…", flush=True)
+    if run is not None:  # a training run: its alphabet and positions, before the weights load
+        new = None if args.generate is None else ("--generate", args.generate)
+        run.check([("TEXT", args.text), ("--compare", args.compare)], target=args.target,
+                  new=new, truncate=args.truncate)  # fmt: skip
+    name = "all-MiniLM-L6-v2" if args.model is None else model_name(args.model)
+    print(f"running {name} and capturing attention…", flush=True)
     paths = show(
         args.text, args.out, compare=args.compare, layer=args.layer, head=args.head,
         token=args.token, truncate=args.truncate, model=args.model, target=args.target,

@@ -30,9 +30,13 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
+    def unknown(self, text: str) -> list[str]:
+        """The characters of ``text`` outside the vocabulary, sorted, each once."""
+        return sorted({c for c in text if c not in self._ids})
+
     def check(self, text: str) -> None:
         """Refuse ``text`` if it holds characters outside the vocabulary, naming them."""
-        unknown = sorted({c for c in text if c not in self._ids})
+        unknown = self.unknown(text)
         if unknown:
             raise ValueError(f"characters not in the vocabulary: {unknown[:10]!r}")
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from attnlab.explain.anatomy import Anatomy, anatomy_of, limits_of
 from attnlab.explain.pitfalls import check_pitfall, pitfall_variant, shapes_pitfall
 from attnlab.explain.walk import Variant, raw_scores, walk
+from attnlab.viz.tokens import byte_level, decoded
 
 __all__ = ["MAX_TOKENS", "Explanation", "explain"]
 
@@ -176,7 +177,8 @@ _FIXED = {  # the steps before attention, the same in every variant
 
 
 def _tokenize(text: str, tokenizer, flag=str) -> tuple[list[int], list[str], dict]:
-    """ids, the tokens as the tokenizer writes them, and extra model inputs (token types)."""
+    """ids, the tokens as the tokenizer writes them (byte-level BPE's bytes decoded back to
+    letters: :func:`attnlab.viz.tokens.decoded`), and extra model inputs (token types)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{flag('TEXT')} must be a non-empty text; got {text!r}")
     if callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens"):  # Hugging Face
@@ -185,8 +187,11 @@ def _tokenize(text: str, tokenizer, flag=str) -> tuple[list[int], list[str], dic
         extra = {}
         if "token_type_ids" in enc:
             extra["token_type_ids"] = torch.tensor([enc["token_type_ids"]])
-        return ids, tokenizer.convert_ids_to_tokens(ids), extra
-    ids = list(tokenizer.encode(text))  # attnlab CharTokenizer / BPETokenizer
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        if byte_level(tokenizer):  # "ĠfuÃ©" → "Ġfué", as pictures write it
+            tokens = [decoded(t) for t in tokens]
+        return ids, tokens, extra
+    ids = list(tokenizer.encode(text))  # attnlab's interface (encode / decode), whole tokens
     return ids, [tokenizer.decode([i]) for i in ids], {}
 
 

@@ -19,7 +19,7 @@ __all__ = ["load_explainable"]
 def load_explainable(path: str | Path | None) -> tuple[nn.Module, object, str]:
     """(model in eval mode, tokenizer, the name the page shows)."""
     from attnlab.inspection.pretrained import load_minilm, load_model_path, model_name
-    from attnlab.inspection.runs import run_checkpoint, run_config
+    from attnlab.inspection.runs import run_checkpoint, run_header
 
     if path is None:
         model, tokenizer = load_minilm()
@@ -27,7 +27,7 @@ def load_explainable(path: str | Path | None) -> tuple[nn.Module, object, str]:
     path = Path(path)
     run = run_checkpoint(path)
     if run is not None:
-        task = run_config(run).task  # the header alone: refused before the weights are read
+        task = run_header(run).config.task  # the header alone: refused before the weights are read
         if task != "lm":
             raise ValueError(f"--model {path} is a {task!r} training run; explain supports "
                              f"{SUPPORTED}")  # fmt: skip

@@ -78,9 +78,9 @@ def load_model_path(path: str | Path) -> tuple[nn.Module, object]:
 
 
 def model_name(path: str | Path) -> str:
-    """How pages and servers name the model at ``path``: its folder's name (a training run's
-    checkpoint file: its run folder's)."""
-    path = Path(path).resolve()
+    """How pages, servers and the command line name the model at ``path``: its folder's name as
+    given (a link keeps its own name; a training run's checkpoint file: its run folder's)."""
+    path = Path(path).absolute()
     return path.parent.name if path.is_file() else path.name
 
 

@@ -19,8 +19,20 @@ from attnlab.inspection.capture import ROLES, capture
 from attnlab.inspection.pretrained import load_minilm
 from attnlab.inspection.runs import sides
 from attnlab.models.encoder_decoder import EncoderDecoder
+from attnlab.viz.tokens import byte_level
+from attnlab.viz.tokens import shown as readable
 
-__all__ = ["Attends", "Head", "Report", "generate", "inspect", "is_encoder_decoder"]
+__all__ = [
+    "Attends",
+    "Head",
+    "Report",
+    "decoder_start",
+    "generate",
+    "inspect",
+    "is_encoder_decoder",
+    "position_limits",
+    "target_ids",
+]
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,7 @@ class Attends:
     position: int  # index of the token among the first listed layer's queries
     top: list[list[list[tuple[str, int, float]]]]  # [layer][head] → [(key, index, weight)]
     layers: tuple[str, ...] = ()  # how each layer of ``top`` is printed ("layer  3")
+    byte_level: bool = False  # the tokens are byte-level BPE's (keys printed decoded)
 
     def weight(self, layer: int, head: int, key: str) -> float:
         """Weight on the first occurrence of ``key`` among the listed top keys (0 if absent)."""
@@ -41,7 +54,8 @@ class Attends:
         labels = self.layers or tuple(f"layer {i:>2}" for i in range(len(self.top)))
         for label, heads in zip(labels, self.top, strict=True):
             for head, keys in enumerate(heads):
-                shown = ", ".join(f"{k} {w:.2f}" for k, _, w in keys)
+                shown = ", ".join(f"{readable(k, byte_level=self.byte_level)} {w:.2f}"
+                                  for k, _, w in keys)  # fmt: skip
                 lines.append(f"  {label} head {head:>2}: {shown}")
         return "\n".join(lines)
 
@@ -74,6 +88,7 @@ class Report:
     roles: dict[str, str] = field(default_factory=dict)  # layer name → role; absent: "self"
     generated: list[str] = field(default_factory=list)
     target: str | None = None  # the decoder's text, as given or generated
+    byte_level: bool = False  # tokens are byte-level BPE's (attnlab.viz.tokens.byte_level)
 
     @property
     def layers(self) -> list[str]:
@@ -128,7 +143,7 @@ class Report:
             labels.append(self.label(name))
         if first is None:
             self._missing(token)
-        return Attends(token, first, table, tuple(labels))
+        return Attends(token, first, table, tuple(labels), self.byte_level)
 
     def between(self, query: str, key: str) -> list[str]:
         """The layers where ``query`` is a query token and ``key`` a key token, in order."""
@@ -311,6 +326,7 @@ def inspect(
     tokens = source.convert_ids_to_tokens(enc["input_ids"][0])
     report = _report(text, tokens, maps, type(model).__name__, targets)
     report.model, report.inputs, report.target = model, inputs, target
+    report.byte_level = byte_level(source)
     return report
 
 
@@ -340,7 +356,7 @@ def generate(
         if isinstance(model, GPT):
             out = model.generate(enc["input_ids"], max_new_tokens, temperature=0.0)
         elif isinstance(model, EncoderDecoder):
-            start = _decoder_start(model, target_side)
+            start = decoder_start(model, target_side)
             out = model.generate(enc["input_ids"], max_new_tokens, start, target_side.eos_token_id)
         else:
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
@@ -354,6 +370,7 @@ def generate(
     )
     first = 1 if seq2seq else enc["input_ids"].shape[1]  # seq2seq outputs open with the start
     report.generated = target_side.convert_ids_to_tokens(out[first:])
+    report.byte_level = byte_level(source)
     if seq2seq:
         report.target = target_side.decode(out[first:], skip_special_tokens=True)
     return report
@@ -369,12 +386,26 @@ def _model_and_tokenizer(model: nn.Module | None, tokenizer):  # -> (model, toke
     return model, tokenizer
 
 
+def position_limits(model: nn.Module) -> tuple[int | None, int | None]:
+    """(the most tokens ``model`` reads of a text: an encoder–decoder's source, the most decoder
+    tokens, its start token included); None where its config sets no limit. An attnlab
+    EncoderDecoder reads sources as long as training cut them
+    (:func:`attnlab.train.tasks.source_limit`) and a target of up to its ``max_len`` positions
+    (<bos> and context − 1 tokens, as in training)."""
+    config = getattr(model, "config", None)
+    if isinstance(model, EncoderDecoder):
+        from attnlab.train.tasks import source_limit
+
+        return source_limit(config.max_len), config.max_len
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
+    return limit, limit
+
+
 def _encode(text: str, model: nn.Module, tokenizer, truncate: bool) -> dict:
     """The tokenizer's tensors for ``text``, cut to the model's positions if ``truncate``."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("text must be a non-empty string")
-    config = getattr(model, "config", None)
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
+    limit, _ = position_limits(model)
     enc = dict(tokenizer(text, return_tensors="pt"))
     n = enc["input_ids"].shape[1]
     if limit is not None and n > limit:
@@ -401,7 +432,7 @@ def is_encoder_decoder(model: nn.Module) -> bool:
     return _is_hf(model) and bool(getattr(model.config, "is_encoder_decoder", False))
 
 
-def _decoder_start(model: nn.Module, tokenizer) -> int:
+def decoder_start(model: nn.Module, tokenizer) -> int:
     """The token an encoder–decoder's decoder starts from: an attnlab EncoderDecoder's is the
     target tokenizer's <bos> (as translation training feeds it); a Hugging Face model's is in
     its config."""
@@ -419,15 +450,10 @@ def _decoder_start(model: nn.Module, tokenizer) -> int:
     return start
 
 
-def _decoder_ids(model: nn.Module, tokenizer, target: str | None):  # -> Tensor (1, T) | None
-    """An encoder–decoder's decoder input: the model's decoder start token, then ``target``
-    tokenised as a target (without a closing end-of-sequence token), as in training."""
-    if not is_encoder_decoder(model):
-        if target is not None:
-            raise ValueError(f"target is for encoder–decoder models; {type(model).__name__} "
-                             "has one stack (give the whole text)")  # fmt: skip
-        return None
-    start = _decoder_start(model, tokenizer)
+def target_ids(tokenizer, target: str | None, start: int) -> list[int]:
+    """An encoder–decoder's decoder input as ids: ``start`` (the decoder's start token), then
+    ``target`` tokenised as a target by ``tokenizer`` (the target side), without a closing
+    end-of-sequence token, as in training. What :func:`inspect` feeds and a server counts."""
     ids = []
     if target is not None:
         if not target.strip():
@@ -435,7 +461,23 @@ def _decoder_ids(model: nn.Module, tokenizer, target: str | None):  # -> Tensor 
         ids = tokenizer(text_target=target)["input_ids"]
         if ids and ids[-1] == tokenizer.eos_token_id:
             ids = ids[:-1]
-    return torch.tensor([[start, *ids]])
+    return [start, *ids]
+
+
+def _decoder_ids(model: nn.Module, tokenizer, target: str | None):  # -> Tensor (1, T) | None
+    """An encoder–decoder's decoder input (:func:`target_ids` after the model's start token),
+    refused when longer than the model's decoder positions."""
+    if not is_encoder_decoder(model):
+        if target is not None:
+            raise ValueError(f"target is for encoder–decoder models; {type(model).__name__} "
+                             "has one stack (give the whole text)")  # fmt: skip
+        return None
+    ids = target_ids(tokenizer, target, decoder_start(model, tokenizer))
+    _, limit = position_limits(model)
+    if limit is not None and len(ids) > limit:
+        raise ValueError(f"target is {len(ids)} tokens with the start token; the model takes at "
+                         f"most {limit}")  # fmt: skip
+    return torch.tensor([ids])
 
 
 def _report(

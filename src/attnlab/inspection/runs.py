@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-__all__ = ["RUN_FILE", "SourceTarget", "load_run", "run_checkpoint", "run_config", "sides"]
+__all__ = ["RUN_FILE", "SourceTarget", "load_run", "run_checkpoint", "run_header", "sides"]
 
 RUN_FILE = "checkpoint.safetensors"  # what `attnlab train` writes into its run folder
 
@@ -56,23 +56,27 @@ def run_checkpoint(path: str | Path) -> Path | None:
     return None
 
 
-def run_config(path: str | Path):  # -> TrainConfig
-    """The training configuration of a run's checkpoint, read from its header alone."""
-    from attnlab.train.checkpoint import read_training_config
+def run_header(path: str | Path):  # -> attnlab.train.checkpoint.RunHeader
+    """The configuration and tokenizer JSON of a run's checkpoint, read from its header alone."""
+    from attnlab.train.checkpoint import read_run_header
 
-    return read_training_config(path)
+    return read_run_header(path)
+
+
+def faces(tokenizers: tuple) -> object:
+    """The Hugging Face face of a run's tokenizers (``(tok,)`` or ``(source, target)``): one
+    tokenizer, or a :class:`SourceTarget`."""
+    from attnlab.inspection.run_tokenizers import hf_tokenizer
+
+    shown = [hf_tokenizer(t) for t in tokenizers]
+    return shown[0] if len(shown) == 1 else SourceTarget(*shown)
 
 
 def load_run(path: str | Path) -> tuple[nn.Module, object]:
-    """The model of a training run's checkpoint file in eval mode, and its tokenizer: a GPT and
-    its tokenizer (task "lm"), or an EncoderDecoder and a :class:`SourceTarget` ("translate")."""
-    from attnlab.inspection.run_tokenizers import hf_tokenizer
-    from attnlab.models.checkpoint import restore_model
-    from attnlab.train.checkpoint import load_training
-    from attnlab.train.tasks import build_model_and_tokenizers
+    """The model of a training run's checkpoint file in eval mode
+    (:func:`attnlab.train.trained.load_trained`), and its tokenizer: a GPT and its tokenizer
+    (task "lm"), or an EncoderDecoder and a :class:`SourceTarget` ("translate")."""
+    from attnlab.train.trained import load_trained
 
-    state = load_training(path)
-    model, tokenizers = build_model_and_tokenizers(state.config, state.tokenizer_json)
-    restore_model(model, state.model_state, state.path)
-    faces = [hf_tokenizer(t) for t in tokenizers]
-    return model.eval(), faces[0] if state.config.task == "lm" else SourceTarget(*faces)
+    trained = load_trained(path)
+    return trained.model, faces(trained.tokenizers)

@@ -235,18 +235,21 @@ def _parse(data: object, models: list[ServedModel]) -> Request:
 
 
 def _check_tokens(request: Request, served: ServedModel, max_tokens: int) -> None:
-    positions = served.max_positions
-    limit, why = max_tokens, "this server's limit (attnlab serve --max-tokens)"
-    if positions is not None and positions < limit:
-        limit, why = positions, f"the positions of {served.name}"
+    texts, targets = served.limits
     fields = [("text", request.text, False), ("compare", request.compare, False),
               ("target", request.target, True)]  # fmt: skip
     for name, value, target in fields:
         if value is None:
             continue
+        limit, why = max_tokens, "this server's limit (attnlab serve --max-tokens)"
+        positions = targets if target else texts
+        if positions is not None and positions < limit:
+            limit, why = positions, f"the positions of {served.name}"
         n = served.count_tokens(value, target=target)
         if n > limit:
-            raise ValueError(f"{name} is {n:,} tokens long; at most {limit:,} are taken ({why})")
+            with_start = " with the decoder's start token" if target else ""
+            raise ValueError(f"{name} is {n:,} tokens long{with_start}; at most {limit:,} are "
+                             f"taken ({why})")  # fmt: skip
 
 
 def _tile_args(params) -> tuple[int, int, int, tuple[int, int], tuple[int, int]]:

@@ -40,14 +40,29 @@ class ServedModel:
 
     @property
     def max_positions(self) -> int | None:
-        """The longest input the model takes (None: no limit in its config)."""
-        config = getattr(self.model, "config", None)
-        return getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
+        """The longest text the model takes, an encoder–decoder's source (None: no limit in its
+        config)."""
+        return self.limits[0]
+
+    @property
+    def limits(self) -> tuple[int | None, int | None]:
+        """(most tokens of a text, most decoder tokens): see
+        :func:`attnlab.inspection.report.position_limits`."""
+        from attnlab.inspection.report import position_limits
+
+        return position_limits(self.model)
 
     def count_tokens(self, text: str, *, target: bool = False) -> int:
-        """Tokens of ``text`` as :func:`attnlab.inspect` feeds it (special tokens included)."""
-        ids = self.counter(text_target=text) if target else self.counter(text)
-        return len(ids["input_ids"])
+        """Tokens of ``text`` as :func:`attnlab.inspect` feeds it (special tokens included; a
+        target with the decoder's start token, by the function that builds the decoder's
+        input)."""
+        from attnlab.inspection.report import decoder_start, target_ids
+        from attnlab.inspection.runs import sides
+
+        source, target_side = sides(self.counter)
+        if target:
+            return len(target_ids(target_side, text, decoder_start(self.model, target_side)))
+        return len(source(text)["input_ids"])
 
     def describe(self) -> dict:
         return {"name": self.name, "encoder_decoder": self.encoder_decoder,

@@ -32,10 +32,11 @@ from attnlab.models.checkpoint import (
 from attnlab.train.config import TrainConfig
 
 __all__ = [
+    "RunHeader",
     "TrainingState",
     "check_resumable",
     "load_training",
-    "read_training_config",
+    "read_run_header",
     "restore_optimizer",
     "save_training",
 ]
@@ -109,12 +110,28 @@ def load_training(path: str | Path, expected: TrainConfig | None = None) -> Trai
     return state
 
 
-def read_training_config(path: str | Path) -> TrainConfig:
-    """The configuration of the run that wrote ``path``, from the file's header alone (no tensor
-    is read): what a caller checks before loading the weights."""
+@dataclass(frozen=True)
+class RunHeader:
+    """What a training checkpoint's header says about its run, read without a tensor: what a
+    caller checks (the task, text lengths against the context, characters against the
+    alphabet) before the weights are loaded."""
+
+    path: Path
+    config: TrainConfig
+    tokenizer_json: str  # the run's tokenizer, or {"src", "tgt"} for translation
+
+
+def read_run_header(path: str | Path) -> RunHeader:
+    """The configuration and tokenizer JSON of the run that wrote ``path``, from the file's
+    header alone (no tensor is read)."""
     path = Path(path)
     checkpoint = read_checkpoint(path, tensors=False)
-    return _config(_training_entry(checkpoint, path)["config"], path, checkpoint.metadata)
+    training = _training_entry(checkpoint, path)
+    tokenizer = training["tokenizer"]
+    if not isinstance(tokenizer, str):
+        raise ValueError(f"{path}: the training tokenizer must be a JSON text; got "
+                         f"{type(tokenizer).__name__}")  # fmt: skip
+    return RunHeader(path, _config(training["config"], path, checkpoint.metadata), tokenizer)
 
 
 def _training_entry(checkpoint: Checkpoint, path: Path) -> dict[str, Any]:

@@ -25,7 +25,14 @@ from attnlab.models.encoder_decoder import EncoderDecoder
 from attnlab.models.gpt import GPT
 from attnlab.train.config import TrainConfig
 
-__all__ = ["LMTask", "TranslationTask", "build_task"]
+__all__ = ["LMTask", "TranslationTask", "build_task", "source_limit"]
+
+
+def source_limit(context: int) -> int:
+    """The most source tokens a translation model of ``context`` positions reads: training cuts
+    every source (and target) to context − 1 tokens, leaving room for the target's <bos> and
+    <eos>. Translating (``attnlab generate``) and inspecting hold sources to the same limit."""
+    return context - 1
 
 
 def _read_text_corpus(name: str) -> str:
@@ -132,7 +139,7 @@ class TranslationTask:
             tgt_tok = BPETokenizer.train([t for _, t in train], config.bpe_vocab)
 
         def encode(items: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-            limit = config.context - 1  # room for <bos>/<eos>
+            limit = source_limit(config.context)  # the target's too: room for <bos>/<eos>
             return [(src_tok.encode(s)[:limit], tgt_tok.encode(t)[:limit]) for s, t in items]
 
         digest = sha256(json.dumps(pairs, ensure_ascii=False))

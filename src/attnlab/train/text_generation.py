@@ -7,10 +7,9 @@ from pathlib import Path
 
 import torch
 
-from attnlab.models.checkpoint import restore_model
 from attnlab.models.generation import generate_sliding
-from attnlab.train.checkpoint import load_training
-from attnlab.train.tasks import build_model_and_tokenizers
+from attnlab.train.tasks import source_limit
+from attnlab.train.trained import load_trained
 
 __all__ = ["generate_text"]
 
@@ -22,11 +21,9 @@ def generate_text(
 ) -> str:  # fmt: skip
     """The prompt and ``max_new_tokens`` tokens after it (language model), or the translation of
     the prompt (translation model: greedy, up to the context length; sampling options unused)."""
-    state = load_training(checkpoint)
-    model, tokenizers = build_model_and_tokenizers(state.config, state.tokenizer_json)
-    restore_model(model, state.model_state, state.path)
-    model.eval()
-    if state.config.task == "lm":
+    trained = load_trained(checkpoint)
+    model, tokenizers, context = trained.model, trained.tokenizers, trained.config.context
+    if trained.config.task == "lm":
         (tok,) = tokenizers
         ids = torch.tensor([tok.encode(prompt)])  # (1, T)
         g = torch.Generator().manual_seed(seed)
@@ -34,6 +31,6 @@ def generate_text(
                                top_p=top_p, generator=g)  # fmt: skip
         return tok.decode(out[0].tolist())
     src_tok, tgt_tok = tokenizers
-    src = torch.tensor([src_tok.encode(prompt)[: state.config.context - 1]])  # (1, S)
-    out = model.generate(src, state.config.context - 1, tgt_tok.bos_id, tgt_tok.eos_id)
+    src = torch.tensor([src_tok.encode(prompt)[: source_limit(context)]])  # (1, S)
+    out = model.generate(src, context - 1, tgt_tok.bos_id, tgt_tok.eos_id)  # <bos> + context − 1
     return tgt_tok.decode(out[0].tolist())

@@ -14,9 +14,8 @@ import torch
 
 from attnlab.atomic import atomic_write
 from attnlab.inspection.capture import capture
-from attnlab.models.checkpoint import restore_model
-from attnlab.train.checkpoint import load_training
-from attnlab.train.tasks import TranslationTask, collate
+from attnlab.train.tasks import TranslationTask, collate, source_limit
+from attnlab.train.trained import load_trained
 
 __all__ = ["TranslationScore", "alignment_figure", "bleu"]
 
@@ -29,13 +28,10 @@ class TranslationScore:
 
 
 def _load(checkpoint: str | Path) -> tuple[TranslationTask, torch.nn.Module]:
-    state = load_training(checkpoint)
-    if state.config.task != "translate":
-        raise ValueError(f"{checkpoint} is a {state.config.task!r} checkpoint, not translation")
-    task = TranslationTask.prepare(state.config, state.tokenizer_json)
-    model = task.build_model()
-    restore_model(model, state.model_state, state.path)
-    return task, model.eval()
+    trained = load_trained(checkpoint)
+    if trained.config.task != "translate":
+        raise ValueError(f"{checkpoint} is a {trained.config.task!r} checkpoint, not translation")
+    return TranslationTask.prepare(trained.config, trained.tokenizer_json), trained.model
 
 
 @torch.no_grad()
@@ -73,7 +69,7 @@ def alignment_figure(checkpoint: str | Path, english: str, out: str | Path) -> t
     import matplotlib.pyplot as plt
 
     task, model = _load(checkpoint)
-    src = torch.tensor([task.src_tok.encode(english)[: task.config.context - 1]])
+    src = torch.tensor([task.src_tok.encode(english)[: source_limit(task.config.context)]])
     ids = model.generate(src, task.config.context - 1, task.tgt_tok.bos_id, task.tgt_tok.eos_id)
     tgt = ids[:, :-1] if ids[0, -1] == task.tgt_tok.eos_id else ids
     with capture(model) as maps:

@@ -16,7 +16,7 @@ import torch
 
 from attnlab.atomic import atomic_write
 from attnlab.viz.payload import AttentionPayload
-from attnlab.viz.tokens import shown as readable
+from attnlab.viz.tokens import shown
 
 __all__ = ["head_grid", "heatmap", "model_grid", "qkv_flow", "token_links"]
 
@@ -33,7 +33,12 @@ def _labels(payload: AttentionPayload, max_labels: int, *, keys: bool = False
     cells = payload.maps.shape[-1 if keys else -2]
     step = max(1, -(-cells // max_labels))
     ticks = list(range(0, cells, step))
-    return ticks, [readable(tokens[min(c * pool, len(tokens) - 1)]) for c in ticks]
+    return ticks, [_token(payload, tokens[min(c * pool, len(tokens) - 1)]) for c in ticks]
+
+
+def _token(payload: AttentionPayload, token: str) -> str:
+    """A token as figures write it (:func:`attnlab.viz.tokens.shown`)."""
+    return shown(token, byte_level=payload.byte_level)
 
 
 def _stack(payload: AttentionPayload) -> str:
@@ -145,11 +150,11 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
     y = {t: 1 - t / max(1, T - 1) for t in range(T)}
     y_key = {t: 1 - t / max(1, S - 1) for t in range(S)}
     for t in range(T) if shown else (i,):
-        ax.text(0, y[t], readable(payload.tokens[t]), ha="right", va="center", fontsize=8,
+        ax.text(0, y[t], _token(payload, payload.tokens[t]), ha="right", va="center", fontsize=8,
                 fontweight="bold" if t == i else "normal")  # fmt: skip
     right = range(S) if shown else sorted({j for h in heads for j, _ in payload.links(layer, h, i)})
     for t in right:
-        ax.text(1, y_key[t], readable(payload.keys[t]), ha="left", va="center", fontsize=8)
+        ax.text(1, y_key[t], _token(payload, payload.keys[t]), ha="left", va="center", fontsize=8)
     peak = (
         1.0
         if payload.measure == "attention"
@@ -173,7 +178,7 @@ def token_links(payload: AttentionPayload, layer: int, token: str | int, path: s
     ax.axis("off")
     what = "attends to" if payload.measure == "attention" else f"draws from ({_what(payload)})"
     where = "all layers" if payload.measure == "rollout" else f"layer {layer}"
-    ax.set_title(f'what "{readable(payload.tokens[i])}" {what}, {_stack(payload)}{where}')
+    ax.set_title(f'what "{_token(payload, payload.tokens[i])}" {what}, {_stack(payload)}{where}')
     return _save(fig, path)
 
 

@@ -67,17 +67,20 @@ def _values(payload: AttentionPayload) -> dict:
 
 
 def _encode(payload: AttentionPayload) -> dict:
+    bl = payload.byte_level
     return {
         "text": payload.text,
-        "tokens": [shown(t) for t in payload.tokens],  # readable (attnlab.viz.tokens)
-        "key_tokens": [shown(t) for t in payload.keys],  # the source, in cross-attention
+        "tokens": [shown(t, byte_level=bl) for t in payload.tokens],  # attnlab.viz.tokens
+        "key_tokens": [shown(t, byte_level=bl) for t in payload.keys],  # cross-attention's source
         "key_pool": payload.cell_keys,
         "role": payload.role,  # self, or an encoder–decoder's encoder, decoder or cross
         "n_layers": payload.n_layers,
         "n_heads": payload.n_heads,
         "pool": payload.pool,
         "values": {p.measure: _values(p) for p in (payload, *payload.measures)},
-        "steps": [{"row": row, "token": shown(token)} for row, token in payload.steps],
+        "steps": [
+            {"row": row, "token": shown(token, byte_level=bl)} for row, token in payload.steps
+        ],
     }
 
 

@@ -59,7 +59,7 @@ def measure_payload(report, name: str, *, token: str | None = None,
         meaning = meaning.replace("{token}", f'"{report.tokens[i]}"')
     return AttentionPayload.from_values(
         report.text, tuple(report.tokens), layers, values, measure=name, meaning=meaning,
-        max_cells=max_cells,
+        max_cells=max_cells, byte_level=report.byte_level,
     )  # fmt: skip
 
 

@@ -47,6 +47,7 @@ class AttentionPayload:
     # After generation: (query row, token) per generated token, the row whose query predicted it
     # (the page's step slider replays them).
     steps: tuple[tuple[int, str], ...] = ()
+    byte_level: bool = False  # tokens are byte-level BPE's: drawn decoded (attnlab.viz.tokens)
 
     def __post_init__(self) -> None:
         L, H, P, P2 = self.maps.shape
@@ -141,13 +142,14 @@ class AttentionPayload:
             top_weights=torch.stack(wts).float(),
             key_tokens=None if keys is queries else tuple(keys),
             key_pool=None if keys is queries else key_pool, role=role or "self",
-            steps=_steps(report, queries, role or "self"),
+            steps=_steps(report, queries, role or "self"), byte_level=report.byte_level,
         )  # fmt: skip
 
     @classmethod
     def from_values(
         cls, text: str, tokens: tuple[str, ...], layers: tuple[str, ...], values: Tensor, *,
         measure: str, meaning: str = "", max_cells: int = 128, top_k: int = 8,
+        byte_level: bool = False,
     ) -> AttentionPayload:  # fmt: skip
         """From dense values (L, H, T, T) of a measure: exact for short texts, block means like
         the raw maps for long ones; each token's links are its ``top_k`` largest in absolute
@@ -162,7 +164,7 @@ class AttentionPayload:
         return cls(
             text=text, tokens=tuple(tokens), layers=tuple(layers), maps=_block_means(values, pool),
             pool=pool, top_indices=indices, top_weights=values.gather(-1, indices),
-            measure=measure, meaning=meaning,
+            measure=measure, meaning=meaning, byte_level=byte_level,
         )  # fmt: skip
 
     @classmethod

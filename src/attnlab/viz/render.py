@@ -13,6 +13,7 @@ from attnlab.viz import figures
 from attnlab.viz.html import write_page
 from attnlab.viz.measures import MEASURES, measure_payload, with_measures
 from attnlab.viz.payload import AttentionPayload
+from attnlab.viz.tokens import written
 
 __all__ = ["DEMO_SENTENCES", "Demo", "demo", "show"]
 
@@ -63,6 +64,9 @@ def show(
         return [_measured(report, measure, token, page=out.suffix == ".html")]
 
     panels = drawn = panels_of(text)
+    if token is not None:  # as the tokenizer writes it, or as drawn (↵, ␣, decoded bytes)
+        every = [t for p in panels for t in (*p.tokens, *p.keys)]
+        token = written(token, every, byte_level=panels[0].byte_level)
     if measure == "rollout" and out.suffix != ".html":
         layer, head = (None, None) if token is not None else (0, 0)  # its one map
     for panel in panels:  # the same checks for every kind of output

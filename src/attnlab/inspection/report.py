@@ -50,7 +50,8 @@ class Attends:
         return next((w for k, _, w in self.top[layer][head] if k == key), 0.0)
 
     def __str__(self) -> str:
-        lines = [f'what "{self.token}" (position {self.position}) attends to, per layer and head:']
+        token = readable(self.token, byte_level=self.byte_level)
+        lines = [f'what "{token}" (position {self.position}) attends to, per layer and head:']
         labels = self.layers or tuple(f"layer {i:>2}" for i in range(len(self.top)))
         for label, heads in zip(labels, self.top, strict=True):
             for head, keys in enumerate(heads):

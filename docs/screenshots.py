@@ -94,8 +94,10 @@ def serve_screenshot(browser) -> None:
 def run_pages(out: Path, lm_run: str, translation_run: str) -> dict[str, str]:
     """The pages of the two training runs, with the #fragment each screenshot opens:
     {file name: page URL}."""
-    from attnlab.inspection.pretrained import load_model_path
+    from attnlab.inspection.pretrained import load_model_path, model_name
     from attnlab.inspection.report import generate, inspect
+    from attnlab.viz.html import write_page
+    from attnlab.viz.payload import AttentionPayload
 
     show(LM_PROMPT, out / "generation.html", model=lm_run, generate=LM_TOKENS)
     model, tokenizer = load_model_path(translation_run)
@@ -105,7 +107,9 @@ def run_pages(out: Path, lm_run: str, translation_run: str) -> dict[str, str]:
     heads = report.heads_weighing(SPANISH_TOKEN, ENGLISH_TOKEN, top=1)
     layer = max(range(len(heads)), key=lambda i: heads[i][0][1])
     head, token = heads[layer][0][0], report.target_tokens.index(SPANISH_TOKEN)
-    show(VERSE, out / "translation.html", model=translation_run, target=spanish)
+    # The page of this report, as `show` writes it, without loading the run a second time.
+    write_page(AttentionPayload.panels(report), out / "translation.html",
+               title=f"attnlab: attention on {model_name(translation_run)}")  # fmt: skip
     cross = 2  # the page's panels: encoder, decoder, cross-attention
     return {
         "page_generation_steps": f"{(out / 'generation.html').as_uri()}#{LM_VIEW}",
@@ -115,12 +119,13 @@ def run_pages(out: Path, lm_run: str, translation_run: str) -> dict[str, str]:
 
 
 def run_screenshots(browser, lm_run: str, translation_run: str) -> None:
-    for name, url in run_pages(Path(tempfile.mkdtemp()), lm_run, translation_run).items():
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(url)
-        page.wait_for_selector("body[data-rendered]")
-        page.screenshot(path=str(FIGURES / f"{name}.png"))
-        page.close()
+    with tempfile.TemporaryDirectory() as pages:  # removed once photographed
+        for name, url in run_pages(Path(pages), lm_run, translation_run).items():
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("body[data-rendered]")
+            page.screenshot(path=str(FIGURES / f"{name}.png"))
+            page.close()
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None:  # the default MiniLM is an encoder: refused before it loads
         check_pitfall(args.pitfall, False, flag=_flag, about="the default all-MiniLM-L6-v2")
 
-    model, tokenizer, name = load_explainable(args.model)
+    model, tokenizer, name = load_explainable(args.model, task=run and run.config.task)
     print(f"running {name} and walking layer {args.layer}…", flush=True)
     e = build(args.text, model=model, tokenizer=tokenizer, layer=args.layer, head=args.head,
               token=args.token, position=args.position, pitfall=args.pitfall, model_name=name,

@@ -16,8 +16,10 @@ from attnlab.explain.anatomy import SUPPORTED
 __all__ = ["load_explainable"]
 
 
-def load_explainable(path: str | Path | None) -> tuple[nn.Module, object, str]:
-    """(model in eval mode, tokenizer, the name the page shows)."""
+def load_explainable(path: str | Path | None, *, task: str | None = None
+                     ) -> tuple[nn.Module, object, str]:  # fmt: skip
+    """(model in eval mode, tokenizer, the name the page shows). ``task``: a training run's
+    task, when the caller has read its header already (else it is read here)."""
     from attnlab.inspection.pretrained import load_minilm, load_model_path, model_name
     from attnlab.inspection.runs import run_checkpoint, run_header
 
@@ -27,7 +29,8 @@ def load_explainable(path: str | Path | None) -> tuple[nn.Module, object, str]:
     path = Path(path)
     run = run_checkpoint(path)
     if run is not None:
-        task = run_header(run).config.task  # the header alone: refused before the weights are read
+        if task is None:  # the header alone: refused before the weights are read
+            task = run_header(run).config.task
         if task != "lm":
             raise ValueError(f"--model {path} is a {task!r} training run; explain supports "
                              f"{SUPPORTED}")  # fmt: skip

@@ -176,3 +176,18 @@ def test_characters_outside_a_char_runs_alphabet_are_named_before_loading(runs, 
         "error: TEXT: characters not in shk's alphabet: ['0', '1', '2', '3', '4', '5', '6', '7', "
         "'8', '9'] (and 2 more)"
     )
+
+
+def test_generate_checkpoint_cuts_a_source_to_63_tokens_as_training_did(runs, monkeypatch):
+    from attnlab.models.encoder_decoder import EncoderDecoder
+    from attnlab.train.text_generation import generate_text
+
+    seen, original = [], EncoderDecoder.generate
+
+    def spy(self, src, max_new_tokens, *args, **kwargs):
+        seen.append((src.shape[1], max_new_tokens))
+        return original(self, src, max_new_tokens, *args, **kwargs)
+
+    monkeypatch.setattr(EncoderDecoder, "generate", spy)
+    generate_text(runs["translate"], source(80))
+    assert seen == [(63, 63)]  # the source cut, and at most 63 tokens after <bos>

@@ -100,7 +100,11 @@ class Run:
             limit = source_limit(context) if self.translation else context
             what = "source tokens" if self.translation else "positions"
             if n > limit and not (truncate and new is None):
-                keep = " (--truncate keeps the first ones)" if truncate is False else ""
+                keep = (
+                    " (--truncate keeps the first ones)"
+                    if truncate is False and new is None
+                    else ""
+                )
                 raise ValueError(f"{flag} is {n} tokens; {self.name} reads at most {limit} "
                                  f"{what}{keep}")  # fmt: skip
             if new is None:

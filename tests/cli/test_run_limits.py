@@ -191,3 +191,25 @@ def test_generate_checkpoint_cuts_a_source_to_63_tokens_as_training_did(runs, mo
     monkeypatch.setattr(EncoderDecoder, "generate", spy)
     generate_text(runs["translate"], source(80))
     assert seen == [(63, 63)]  # the source cut, and at most 63 tokens after <bos>
+
+
+def test_generate_checkpoint_translates_as_generate_model_does(runs, capsys, monkeypatch):
+    """One rule for a translation run's --tokens, whichever flag names the run: at most
+    context − 1 = 63, refused naming the flag before loading; honoured when given."""
+    from attnlab.models.encoder_decoder import EncoderDecoder
+
+    for flag in ("--checkpoint", "--model"):
+        assert main(["generate", flag, str(runs["translate"]), "--prompt", "the cat",
+                     "--tokens", "64"]) == 2  # fmt: skip
+        assert error(capsys) == "attnlab generate: error: --tokens 64: tr writes at most 63 tokens"
+    seen, original = [], EncoderDecoder.generate
+
+    def spy(self, src, max_new_tokens, *args, **kwargs):
+        seen.append(max_new_tokens)
+        return original(self, src, max_new_tokens, *args, **kwargs)
+
+    monkeypatch.setattr(EncoderDecoder, "generate", spy)
+    for tokens in ([], ["--tokens", "5"]):
+        assert main(["generate", "--checkpoint", str(runs["translate"]), "--prompt", "the cat",
+                     *tokens]) == 0  # fmt: skip
+    assert seen == [63, 5]

@@ -93,6 +93,9 @@ class Run:
         from attnlab.train.tasks import source_limit
 
         context = self.config.context
+        if new is not None and self.translation and new[1] > context - 1:
+            raise ValueError(f"{new[0]} {new[1]}: {self.name} writes at most {context - 1} "
+                             "tokens")  # fmt: skip
         for flag, text in texts:
             if text is None:
                 continue
@@ -110,9 +113,6 @@ class Run:
             if new is None:
                 continue
             new_flag, count = new
-            if self.translation and count > context - 1:
-                raise ValueError(f"{new_flag} {count}: {self.name} writes at most {context - 1} "
-                                 "tokens")  # fmt: skip
             if not self.translation and n + count > context:
                 raise ValueError(f"{flag} ({n} tokens) + {new_flag} {count} > {context} positions "
                                  f"of {self.name} (at most {context - n} new tokens)")  # fmt: skip

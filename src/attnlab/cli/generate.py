@@ -33,9 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "attnlab GPT checkpoint folder with its tokenizer.json",
     )  # fmt: skip
     p.add_argument("--prompt", default="\n", help="text to continue or translate")
-    p.add_argument("--tokens", type=int, help="new tokens to generate (default: 300 with "
-                   "--checkpoint; with --model, the positions the model has left after --prompt, "
-                   "at most 300; a translation's context − 1)")  # fmt: skip
+    p.add_argument("--tokens", type=int, help="new tokens to generate (default: a language "
+                   "model's 300 with --checkpoint, sliding; with --model, the positions it has "
+                   "left after --prompt, at most 300; a translation: up to context − 1, its "
+                   "most)")  # fmt: skip
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=None, help="sample from the k likeliest tokens")
     p.add_argument("--top-p", type=float, default=None,
@@ -56,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
     _checks.number("--top-k", args.top_k, at_least=1)
     _checks.number("--top-p", args.top_p, above=0.0, at_most=1.0)
     _checks.number("--seed", args.seed, at_least=0, at_most=2**64 - 1)
-    tokens = DEFAULT_TOKENS if args.tokens is None else args.tokens
-    print(generate_text(args.checkpoint, args.prompt, max_new_tokens=tokens,
+    run = _model.check_path("--checkpoint", args.checkpoint)
+    if run is not None and run.translation and args.tokens is not None:  # as --model translates
+        run.check([], new=("--tokens", args.tokens))
+    print(generate_text(args.checkpoint, args.prompt, max_new_tokens=args.tokens,
                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         seed=args.seed))  # fmt: skip
     return 0

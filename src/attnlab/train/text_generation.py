@@ -16,21 +16,25 @@ __all__ = ["generate_text"]
 
 @torch.no_grad()
 def generate_text(
-    checkpoint: str | Path, prompt: str, *, max_new_tokens: int = 300, temperature: float = 0.8,
-    top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+    checkpoint: str | Path, prompt: str, *, max_new_tokens: int | None = None,
+    temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
 ) -> str:  # fmt: skip
-    """The prompt and ``max_new_tokens`` tokens after it (language model), or the translation of
-    the prompt (translation model: greedy, up to the context length; sampling options unused)."""
+    """The prompt and ``max_new_tokens`` tokens after it (language model; default 300, the
+    window sliding past the context), or the translation of the prompt (translation model:
+    greedy, its source cut to :func:`~attnlab.train.tasks.source_limit` as training cut it, up to
+    ``max_new_tokens`` tokens, at most and by default context − 1; sampling options unused)."""
     trained = load_trained(checkpoint)
     model, tokenizers, context = trained.model, trained.tokenizers, trained.config.context
     if trained.config.task == "lm":
         (tok,) = tokenizers
         ids = torch.tensor([tok.encode(prompt)])  # (1, T)
         g = torch.Generator().manual_seed(seed)
-        out = generate_sliding(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+        new = 300 if max_new_tokens is None else max_new_tokens
+        out = generate_sliding(model, ids, new, temperature=temperature, top_k=top_k,
                                top_p=top_p, generator=g)  # fmt: skip
         return tok.decode(out[0].tolist())
     src_tok, tgt_tok = tokenizers
     src = torch.tensor([src_tok.encode(prompt)[: source_limit(context)]])  # (1, S)
-    out = model.generate(src, context - 1, tgt_tok.bos_id, tgt_tok.eos_id)  # <bos> + context − 1
+    new = context - 1 if max_new_tokens is None else max_new_tokens  # after <bos>
+    out = model.generate(src, new, tgt_tok.bos_id, tgt_tok.eos_id)
     return tgt_tok.decode(out[0].tolist())

@@ -104,3 +104,17 @@ def test_a_link_to_a_run_keeps_its_name(runs, tmp_path, capsys):
     assert main(["explain", "the cat", "--model", str(latest), "-o",
                  str(tmp_path / "e.html")]) == 0  # fmt: skip
     assert "running latest and walking" in capsys.readouterr().out
+
+
+def test_show_measures_the_drawn_token(runs, tmp_path):
+    """--token ↵ with --measure grad-attention: the output is the newline's hidden state (not
+    the last token's, where a token not found falls back), named as drawn."""
+    import json
+
+    out = tmp_path / "page.html"
+    assert main(["show", "ROMEO:\nO", "--model", str(runs["lm"]), "--token", "↵", "--measure",
+                 "grad-attention", "-o", str(out)]) == 0  # fmt: skip
+    html = out.read_text(encoding="utf-8")
+    data = json.loads(re.search(r"id='attnlab-data'>(.*?)</script>", html, re.S)[1])
+    (text,) = data["texts"]
+    assert '(the norm of "↵"\'s final hidden state)' in text["values"]["grad-attention"]["meaning"]

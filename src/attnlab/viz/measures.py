@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from attnlab.measures.tables import default_output
 from attnlab.viz.payload import AttentionPayload
+from attnlab.viz.tokens import shown
 
 __all__ = ["MEASURES", "measure_payload", "with_measures"]
 
@@ -56,7 +57,8 @@ def measure_payload(report, name: str, *, token: str | None = None,
     else:
         i = len(report.tokens) - 1 if token is None else report.position(token)
         values = report.grad_attention(default_output(i))
-        meaning = meaning.replace("{token}", f'"{report.tokens[i]}"')
+        drawn = shown(report.tokens[i], byte_level=report.byte_level)
+        meaning = meaning.replace("{token}", f'"{drawn}"')
     return AttentionPayload.from_values(
         report.text, tuple(report.tokens), layers, values, measure=name, meaning=meaning,
         max_cells=max_cells, byte_level=report.byte_level,

@@ -110,6 +110,8 @@ def _measured(report: Report, measure: str | None, token: str | None, *,
         return AttentionPayload.from_report(report)
     if measure == "all" and not page:
         raise ValueError("--measure all needs an .html output (figures draw one measure)")
+    if token is not None:  # as drawn (↵, ␣, decoded bytes) or as the tokenizer writes it
+        token = written(token, report.tokens, byte_level=report.byte_level)
     token = token if token in report.tokens else None  # grad-attention's output: else the last
     if not page:
         return measure_payload(report, measure, token=token)

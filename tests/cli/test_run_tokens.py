@@ -118,3 +118,13 @@ def test_show_measures_the_drawn_token(runs, tmp_path):
     data = json.loads(re.search(r"id='attnlab-data'>(.*?)</script>", html, re.S)[1])
     (text,) = data["texts"]
     assert '(the norm of "↵"\'s final hidden state)' in text["values"]["grad-attention"]["meaning"]
+
+
+@pytest.mark.parametrize(("token", "position"), [(" ", 6), ("␣", 6), ("\n", 8), ("↵", 8)])
+def test_explain_takes_a_char_runs_white_space(runs, tmp_path, capsys, token, position):
+    text = "ROMEO: O\nRomeo"  # a space at 6, a newline at 8
+    out = tmp_path / "e.html"
+    assert main(["explain", text, "--model", str(runs["lm"]), "--token", token, "-o",
+                 str(out)]) == 0  # fmt: skip
+    expected = {6: "' '", 8: "'\\n'"}[position]
+    assert f"hidden state for {expected}" in capsys.readouterr().out

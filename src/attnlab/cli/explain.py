@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _checks.text("TEXT", args.text)
-    _checks.text("--token", args.token)
+    _checks.text("--token", args.token, blank=True)  # a character model's space or newline
     for flag in ("--layer", "--head", "--position"):
         _checks.number(flag, getattr(args, flag[2:]), at_least=0)
     _checks.output_file("-o", args.out, suffixes=(".html",))

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from attnlab.explain.anatomy import Anatomy, anatomy_of, limits_of
 from attnlab.explain.pitfalls import check_pitfall, pitfall_variant, shapes_pitfall
 from attnlab.explain.walk import Variant, raw_scores, walk
-from attnlab.viz.tokens import byte_level, decoded
+from attnlab.viz.tokens import byte_level, decoded, written
 
 __all__ = ["MAX_TOKENS", "Explanation", "explain"]
 
@@ -98,7 +98,7 @@ def build(
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{flag(name)} must be an integer >= 0; got {value!r}")
-    if token is not None and (not isinstance(token, str) or not token.strip()):
+    if token is not None and (not isinstance(token, str) or not token):
         raise ValueError(f"{flag('token')} must be a non-empty text; got {token!r}")
     if token is not None and position is not None:
         raise ValueError(f"give {flag('token')} or {flag('position')}, not both; got "
@@ -214,8 +214,10 @@ def choose_token(tokens: list[str], token: str | None, kind: str, flag=str) -> i
     if token is None:
         special = kind == "bert" and len(tokens) > 2 and tokens[-1] == "[SEP]"
         return len(tokens) - (2 if special else 1)
+    token = written(token, tokens)  # a character model's "↵" or "␣" as drawn
     word = clean(token)
-    found = [n for n, t in enumerate(tokens) if t == token or clean(t) == word]
+    blank = not word  # white space (a character model's space, newline): itself alone
+    found = [n for n, t in enumerate(tokens) if t == token or (not blank and clean(t) == word)]
     if len(found) == 1:
         return found[0]
     if found:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from attnlab import scaled_dot_product_attention
 from attnlab.functional.dropout import dropout, dropout_add, dropout_scale, keep_mask
@@ -140,3 +141,22 @@ def test_dropout_drops_exactly_the_elements_keep_mask_names(dtype):
     keep = keep_mask((n,), 0.1)
     assert torch.equal(got != 0, keep)
     assert (got[keep] == torch.tensor(dropout_scale(0.1), dtype=dtype)).all()
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan"), True, "0.1"])
+def test_a_p_that_is_not_a_probability_is_refused_by_name(p):
+    x = torch.ones(8)
+    for call in (lambda: dropout(x, p), lambda: dropout_add(x, x, p), lambda: keep_mask((8,), p)):
+        with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\]; got"):
+            call()
+
+
+@pytest.mark.parametrize("p", [1.0, 1 - 1e-9])
+def test_p_one_drops_everything_as_torch_does(p):
+    x = torch.randn(64, requires_grad=True)
+    torch.testing.assert_close(dropout(x, p), F.dropout(x.detach(), 1.0))
+    assert not keep_mask((64,), p).any()
+    residual = torch.randn(64)
+    torch.testing.assert_close(dropout_add(residual, x, p), residual)
+    (grad,) = torch.autograd.grad(dropout(x, p).sum(), x)
+    assert torch.equal(grad, torch.zeros(64))

@@ -23,21 +23,29 @@ __all__ = ["dropout", "dropout_add", "dropout_scale", "keep_mask"]
 _LEVELS = 2**16  # each random 16-bit number u is uniform on [0, 65536)
 
 
-def _threshold(p: float) -> int:
-    return round(p * _LEVELS)
+def _cut(p: float) -> int:
+    """The signed 16-bit number an element's u must reach to be kept: round(p·65536) − 32768
+    (32768, which no int16 reaches, when p rounds to 1: callers keep nothing then). p is checked
+    first."""
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1]; got {p!r}")
+    return round(p * _LEVELS) - _LEVELS // 2
 
 
 def dropout_scale(p: float) -> float:
-    """1 / (1 − p'), p' = p rounded to a multiple of 1/65536 (the probability used)."""
-    return _LEVELS / (_LEVELS - _threshold(p))
+    """1 / (1 − p'), p' = p rounded to a multiple of 1/65536 (the probability used); 0 when p'
+    is 1 (nothing is kept, as ``F.dropout(x, 1.0)`` gives zeros)."""
+    dropped = _cut(p) + _LEVELS // 2
+    return 0.0 if dropped == _LEVELS else _LEVELS / (_LEVELS - dropped)
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu"
               ) -> Tensor:  # fmt: skip
     """A bool tensor of ``shape``: each element True (kept) with probability 1 − p'."""
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p must be in [0, 1); got {p}")
-    return _random16(shape, device) >= _threshold(p) - _LEVELS // 2
+    cut = _cut(p)
+    if cut == _LEVELS // 2:  # p' = 1 (an int16 comparison with 32768 would wrap around)
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    return _random16(shape, device) >= cut
 
 
 def _random16(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
@@ -68,7 +76,9 @@ def _scaled_mask(x: Tensor, p: float) -> Tensor:
     """x's shape and dtype: 1/(1 − p') where kept, 0 where dropped."""
     # The comparison writes 1.0/0.0 straight into x's dtype: one pass. A bool mask and then
     # where(keep, scale, 0) took 11× as long ((32, 128, 192), 1 thread: 1.3 vs 0.12 ms).
-    u = _random16(x.shape, x.device)
+    cut, scale = _cut(p), dropout_scale(p)
+    if scale == 0.0:  # p' = 1: nothing is kept
+        return torch.zeros(x.shape, dtype=x.dtype, device=x.device)
     kept = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    torch.ge(u, _threshold(p) - _LEVELS // 2, out=kept)  # the same elements as keep_mask's
-    return kept.mul_(dropout_scale(p))
+    torch.ge(_random16(x.shape, x.device), cut, out=kept)  # the same elements as keep_mask's
+    return kept.mul_(scale)

@@ -51,10 +51,15 @@ def interleaved_medians(
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def paired_ratios(times: dict[str, list[float]], slower: str, faster: str) -> list[float]:
+    """``slower``'s time ÷ ``faster``'s in each interleaved round: two calls made one after the
+    other, so a disturbance or a slow drift of the machine affects both sides of a ratio."""
+    return [a / b for a, b in zip(times[slower], times[faster], strict=True)]
+
+
 def paired_ratio(times: dict[str, list[float]], slower: str, faster: str) -> float:
-    """Median over the interleaved rounds of ``slower``'s time ÷ ``faster``'s in the same round:
-    a disturbance that slows one round slows both sides of its ratio."""
-    return statistics.median(a / b for a, b in zip(times[slower], times[faster], strict=True))
+    """The median of :func:`paired_ratios`."""
+    return statistics.median(paired_ratios(times, slower, faster))
 
 
 def peak_memory_mb(module: str, case: dict) -> float:

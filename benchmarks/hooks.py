@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import statistics
 from collections.abc import Iterator
 
 import torch
@@ -35,7 +34,7 @@ import attnlab.nn.feed_forward as ff_module
 from attnlab import GPT, GPTConfig
 from attnlab.functional.linear import linear
 from attnlab.hooks import HookPoint
-from benchmarks.common import interleaved_times, setup_threads
+from benchmarks.common import interleaved_times, paired_ratio, setup_threads
 
 
 @contextlib.contextmanager
@@ -96,10 +95,8 @@ def min_seconds(fns: dict, reps: int, loops: int) -> dict[str, float]:
 
 
 def paired_change(times: dict[str, list[float]], name: str, base: str) -> float:
-    """Median over repetitions of time(name) / time(base) − 1, in %: each ratio compares two
-    calls made one after the other, so slow drifts of the machine cancel."""
-    ratios = [a / b for a, b in zip(times[name], times[base], strict=True)]
-    return (statistics.median(ratios) - 1) * 100
+    """Median over repetitions of time(name) / time(base) − 1, in % (:func:`paired_ratio`)."""
+    return (paired_ratio(times, name, base) - 1) * 100
 
 
 def checks_per_forward(gpt: GPT, fn) -> int:  # type: ignore[no-untyped-def]

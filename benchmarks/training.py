@@ -2,6 +2,7 @@
 
     python -m benchmarks.training            # 4 layers, 4 heads, d=192, context 128, batch 32
     python -m benchmarks.training --quick    # a smoke run (tiny model, one repetition)
+    python -m benchmarks.training --parts    # attention blocks and dropout masks, one thread
 
 Contenders, same shape (d_ff = 4·d), dropout 0.1, vocabulary 81, AdamW (lr 1e-3, weight decay
 0.1, PyTorch's default implementation for CPU tensors), gradient clipping at 1.0, one fixed
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.common import interleaved_times, paired_ratio, setup_threads
+from benchmarks.common import interleaved_times, paired_ratio, paired_ratios, setup_threads
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,73 @@ def step_function(model: nn.Module, loss_of: Callable[[Tensor, Tensor], Tensor],
     return step
 
 
+def parts(reps: int) -> None:
+    """On one thread: forward + backward of causal attention on (32, 4, T, 48), the whole square
+    (one block) against blocks of 64 query rows, with dropout 0.1, and without it also
+    PyTorch's kernel (``F.scaled_dot_product_attention``); and dropout of (32, 128, 192) with a
+    bool mask + ``where`` against the comparison written into float32."""
+    import attnlab.functional.portable as portable
+    from attnlab.functional.dropout import dropout as dropout_fn
+    from attnlab.functional.dropout import dropout_scale, keep_mask
+
+    torch.set_num_threads(1)
+    print("| case | PyTorch's kernel | whole square | blocks of 64 |")
+    print("|---|---|---|---|")
+    cases = ((torch.float32, 128, 0.1), (torch.bfloat16, 128, 0.1), (torch.float32, 512, 0.1),
+             (torch.float32, 128, 0.0), (torch.bfloat16, 128, 0.0))  # fmt: skip
+    for dtype, T, p in cases:
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(32, 4, T, 48, generator=g, dtype=dtype) for _ in range(3))
+        grad = torch.randn(32, 4, T, 48, generator=g, dtype=dtype)
+
+        def step(rows: int | None, inputs: tuple[Tensor, ...], grad: Tensor, p: float
+                 ) -> Callable[[], None]:  # fmt: skip
+            def run() -> None:
+                leaves = [t.detach().requires_grad_() for t in inputs]
+                if rows is None:
+                    out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+                else:
+                    portable._CAUSAL_ROWS = rows
+                    out = portable._explicit(*leaves, None, True, 48**-0.5, p)
+                out.backward(grad)
+
+            return run
+
+        fns = {"whole": step(T, (q, k, v), grad, p), "blocks": step(64, (q, k, v), grad, p)}
+        if p == 0:
+            fns["kernel"] = step(None, (q, k, v), grad, p)
+        try:
+            t = {n: statistics.median(ts) * 1e3
+                 for n, ts in interleaved_times(fns, reps, loops=1).items()}  # fmt: skip
+        finally:
+            portable._CAUSAL_ROWS = 64
+        kernel = f"{t['kernel']:.1f} ms" if "kernel" in t else "(no dropout there)"
+        name = f"{str(dtype).removeprefix('torch.')}, T = {T}, dropout {p}"
+        print(f"| attention fwd + bwd, {name} | {kernel} | {t['whole']:.1f} ms | "
+              f"{t['blocks']:.1f} ms |")  # fmt: skip
+    x = torch.randn(32, 128, 192)
+    masks = {
+        "bool + where": lambda: x * torch.where(keep_mask(x.shape, 0.1), dropout_scale(0.1), 0.0),
+        "one pass": lambda: dropout_fn(x, 0.1),
+    }  # fmt: skip
+    t = {n: statistics.median(ts) * 1e3 for n, ts in interleaved_times(masks, reps).items()}
+    print(f"| dropout of (32, 128, 192): bool mask + where, then one-pass mask | | "
+          f"{t['bool + where']:.2f} ms | {t['one pass']:.2f} ms |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, one repetition")
     parser.add_argument("--reps", type=int, default=11, help="interleaved repetitions")
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="only the attention blocks and dropout masks, on one thread",
+    )
     args = parser.parse_args()
+    if args.parts:
+        parts(3 if args.quick else args.reps)
+        return
     setup_threads()
     s = QUICK if args.quick else PRESET
     reps = 1 if args.quick else args.reps
@@ -187,7 +250,7 @@ def main() -> None:
     for name, t in sorted(seconds.items(), key=lambda kv: kv[1]):
         ratio = f"{paired_ratio(times, name, 'attnlab'):.2f}"
         print(f"| {name} | {t * 1e3:,.0f} | {tokens / t:,.0f} | {ratio} |")
-    rounds = [p / a for p, a in zip(times[fastest], times["attnlab"], strict=True)]
+    rounds = paired_ratios(times, fastest, "attnlab")
     ours = paired_ratio(times, fastest, "attnlab")
     bf16 = paired_ratio(times, fastest, "attnlab bf16")
     print(f"fastest peer: {fastest}; attnlab float32 is {ours:.2f}× it (median of {reps} "

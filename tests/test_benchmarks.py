@@ -23,11 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
         "hooks",
         "measures",
         "training",
+        "training --parts",
     ],
 )
 def test_benchmark_quick_mode_runs(script):
+    module, *options = script.split()
     done = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{script}", "--quick"],
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick", *options],
         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ")]

@@ -107,7 +107,8 @@ def sdpa(
 def explicit_softmax_is_faster(q: Tensor, k: Tensor, v: Tensor) -> bool:
     """Training in half precision on CPU: PyTorch's flash kernel took 3.5× as long as the
     explicit softmax for forward + backward in bfloat16 ((32, 4, 128, 48), causal, 1 thread:
-    48.5 vs 14.0 ms; float32: 25.4 vs 26.3 ms, so float32 keeps the kernel)."""
+    46.2 vs 13.5 ms; float32: 24.9 vs 25.9 ms, so float32 keeps the kernel; python -m
+    benchmarks.training --parts)."""
     return (
         q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
         and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
@@ -145,8 +146,9 @@ def _causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> T
     positions, nearly half at long contexts) are never computed, held for backward or dropped
     out. Each block is one ``baddbmm`` with the scale and its triangle folded in (scores =
     triangle + scale·q·kᵀ), a softmax, dropout and one ``bmm``. Forward + backward of
-    (32, 4, 128, 48) with dropout 0.1, 1 thread: 30.4 ms against 39.6 ms for the whole square
-    (float32), 23.8 against 34.2 (bfloat16); at 512 positions 378 against 833 ms.
+    (32, 4, 128, 48) with dropout 0.1, 1 thread (``python -m benchmarks.training --parts``):
+    29.9 ms against 38.0 ms for the whole square in float32, 23.8 against 27.2 in bfloat16; at
+    512 positions 358 against 515 ms.
     (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v); the leading dimensions of q, k and v equal."""
     lq, lk, d_v = q.shape[-2], k.shape[-2], v.shape[-1]
     q3, k3, v3 = (t.reshape(-1, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)

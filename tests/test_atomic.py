@@ -24,3 +24,25 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
         atomic_write(path, fail)
     assert '"version": 1' in path.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_check_writable_names_the_folder_and_keeps_the_systems_reason(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    import pytest
+
+    from attnlab.atomic import check_writable
+
+    check_writable(tmp_path / "new" / "deeper")  # creatable under a writable folder
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="afile is a file, not a folder"):
+        check_writable(tmp_path / "afile" / "run")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    with pytest.raises(OSError, match=f"folder {tmp_path} cannot take a file") as caught:
+        check_writable(tmp_path)
+    assert not isinstance(caught.value, PermissionError)

@@ -223,3 +223,10 @@ def test_ablate_heads_validates_its_arguments(gpt, heads, mode, message):
     with pytest.raises(ValueError, match=message), ablate_heads(gpt, heads, mode=mode):
         pass
     assert no_hooks_left(gpt)
+
+
+def test_the_shared_ablation_rule_refuses_an_unknown_mode_by_name():
+    from attnlab.hooks import ablate_heads_
+
+    with pytest.raises(ValueError, match=r"mode must be one of \['zero', 'mean'\]; got 'median'"):
+        ablate_heads_(torch.ones(2, 3, 4, 5), [0], "median", head_axis=2)

@@ -91,10 +91,14 @@ def check_writable(folder: str | Path) -> None:
     existing = Path(folder)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    if not existing.exists():  # the working folder itself was removed
+        raise FileNotFoundError(f"{existing} does not exist")
     if not existing.is_dir():
         raise NotADirectoryError(f"{existing} is a file, not a folder")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
-    except OSError as err:
+    except PermissionError as err:
         raise PermissionError(f"folder {existing} is not writable ({err.strerror})") from None
+    except OSError as err:  # a read-only or full file system, a folder that went away, …
+        raise type(err)(f"folder {existing} cannot take a file ({err.strerror})") from None

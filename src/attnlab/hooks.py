@@ -301,6 +301,8 @@ def ablate_heads_(x: Tensor, chosen: Sequence[int], mode: str, head_axis: int) -
     ``"mean"`` to their mean over the batch and the positions, one vector per head. Returns x.
     The one rule behind :func:`ablate_heads` (attnlab z (B, T, H, d_h)), Hugging Face models
     (B, H, T, d_v) and the per-head measures."""
+    if mode not in ABLATION_MODES:
+        raise ValueError(f"mode must be one of {list(ABLATION_MODES)}; got {mode!r}")
     heads = x.movedim(head_axis, 0)  # a view: (H, B, T, d)
     index = list(chosen)
     if mode == "zero":

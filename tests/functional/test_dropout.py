@@ -100,20 +100,28 @@ def test_attention_dropout_is_softmax_times_the_mask_times_v(causal, padded):
     torch.testing.assert_close(dq, dq_want, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "lead, lq, lk",
+    [((2, 2), 150, 150), ((2, 2), 130, 70), ((3,), 70, 200), ((), 65, 3), ((2, 1), 64, 64)],
+)
 @pytest.mark.parametrize("dtype, p", [(torch.float32, 0.3), (torch.bfloat16, 0.0)])
-def test_long_causal_attention_keeps_every_weight_below_the_diagonal(dtype, p):
-    """Causal attention with dropout (and bf16 training) runs by blocks of query rows (150
-    positions: blocks of 64, 64 and 22). With v the identity the output is the dropped-out
-    weight matrix itself: every weight on and below the diagonal is either kept, scaled, or
-    dropped, none above it, and the gradient is that of the recovered mask."""
+def test_long_causal_attention_keeps_every_weight_below_the_diagonal(dtype, p, lead, lq, lk):
+    """Causal attention with dropout (and bf16 training) runs by blocks of 64 query rows (150
+    positions: blocks of 64, 64 and 22), also with fewer or more keys than queries (the causal
+    rule aligned at the start), 2-D and 3-D inputs and non-contiguous ones. With v the identity
+    the output is the dropped-out weight matrix itself: every weight on and below the diagonal
+    is either kept, scaled, or dropped, none above it, and the gradient is that of the
+    recovered mask."""
     g = torch.Generator().manual_seed(4)
-    B, H, T, d = 2, 2, 150, 8
-    q, k = (torch.randn(B, H, T, d, generator=g).to(dtype).requires_grad_() for _ in range(2))
-    v = torch.eye(T, dtype=dtype).expand(B, H, T, T).clone().requires_grad_()
+    d = 8
+    q, k = (torch.randn(*lead, n, 2 * d, generator=g)[..., ::2].to(dtype).requires_grad_()
+            for n in (lq, lk))  # fmt: skip
+    v = torch.eye(lk, dtype=dtype).expand(*lead, lk, lk).clone().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        out, _ = scaled_dot_product_attention(q, k, v, causal=True, dropout=p, training=True)
+        out, _ = scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
+                                              dropout=p, training=True)  # fmt: skip
     scores = (q.double() @ k.double().transpose(-2, -1)) / math.sqrt(d)
-    below = torch.ones(T, T, dtype=torch.bool).tril()
+    below = torch.ones(lq, lk, dtype=torch.bool).tril()
     weights = torch.softmax(scores.masked_fill(~below, -math.inf), -1)
     kept = out.detach() != 0
     assert not kept[..., ~below].any()  # nothing above the diagonal
@@ -121,12 +129,13 @@ def test_long_causal_attention_keeps_every_weight_below_the_diagonal(dtype, p):
     want = weights * kept * dropout_scale(p)
     torch.testing.assert_close(out.double(), want, **tol)
     dropped = 1 - kept[..., below].double().mean().item()
-    n = B * H * int(below.sum())
+    n = math.prod(lead) * int(below.sum())
     assert abs(dropped - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-3  # every block drops
     grad = torch.randn(out.shape, generator=g).to(dtype)
-    (dq,) = torch.autograd.grad(out, q, grad)
-    (dq_want,) = torch.autograd.grad(want, q, grad.double())
+    dq, dk = torch.autograd.grad(out, (q, k), grad)
+    dq_want, dk_want = torch.autograd.grad(want, (q, k), grad.double())
     torch.testing.assert_close(dq.double(), dq_want.double(), **tol)
+    torch.testing.assert_close(dk.double(), dk_want.double(), **tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -160,3 +169,14 @@ def test_p_one_drops_everything_as_torch_does(p):
     torch.testing.assert_close(dropout_add(residual, x, p), residual)
     (grad,) = torch.autograd.grad(dropout(x, p).sum(), x)
     assert torch.equal(grad, torch.zeros(64))
+
+
+def test_causal_attention_with_dropout_takes_an_empty_head_size():
+    q, k, v = torch.ones(2, 3, 70, 0), torch.ones(2, 3, 70, 0), torch.ones(2, 3, 70, 5)
+    out, _ = scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
+                                          dropout=0.0, training=True)  # fmt: skip
+    assert out.shape == (2, 3, 70, 5)
+    torch.manual_seed(0)
+    out, _ = scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
+                                          dropout=0.5, training=True)  # fmt: skip
+    assert out.shape == (2, 3, 70, 5) and torch.isfinite(out).all()

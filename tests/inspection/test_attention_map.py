@@ -232,3 +232,14 @@ def test_captured_cross_attention_map_equals_softmax_of_the_module_weights(devic
     assert_map_equals(maps["attn"], expected)
     loaded = AttentionMap.load(maps["attn"].cpu().save(tmp_path / "attn.safetensors"))
     assert_map_equals(loaded, expected)
+
+
+def test_row_blocks_cover_the_rows_asked_for_and_refuse_others():
+    q, k = torch.randn(1, 2, 10, 4), torch.randn(1, 2, 10, 4)
+    amap = AttentionMap(q=q, k=k, lse=torch.zeros(1, 2, 10), scale=0.5)
+    one_row = 2 * 10 * 4  # bytes of one float32 row of weights (B·H·Lk·4)
+    assert amap.row_blocks(3, 10, budget=3 * one_row) == [(3, 6), (6, 9), (9, 10)]
+    assert amap.row_blocks(budget=1) == [(i, i + 1) for i in range(10)]
+    for start, stop in ((5, 100), (-1, 4), (6, 5)):
+        with pytest.raises(ValueError, match=rf"got start={start}, stop={stop}"):
+            amap.row_blocks(start, stop)

@@ -15,6 +15,8 @@ Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -151,7 +153,8 @@ def _causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> T
     512 positions 358 against 515 ms.
     (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v); the leading dimensions of q, k and v equal."""
     lq, lk, d_v = q.shape[-2], k.shape[-2], v.shape[-1]
-    q3, k3, v3 = (t.reshape(-1, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)
+    n = math.prod(q.shape[:-2])  # (-1 cannot be inferred when d_k = 0)
+    q3, k3, v3 = (t.reshape(n, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)
     blocks = []
     for r0 in range(0, lq, _CAUSAL_ROWS):
         r1 = min(lq, r0 + _CAUSAL_ROWS)

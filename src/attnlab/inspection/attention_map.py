@@ -125,6 +125,9 @@ class AttentionMap:
         streamed reduction."""
         B, H, Lq, Lk = self.shape
         stop = Lq if stop is None else stop
+        if not 0 <= start <= stop <= Lq:
+            raise ValueError(f"rows must satisfy 0 <= start <= stop <= {Lq}; got start={start}, "
+                             f"stop={stop}")  # fmt: skip
         block = max(1, budget // max(1, B * H * Lk * 4))
         return [(a, min(stop, a + block)) for a in range(start, stop, block)]
 

@@ -66,8 +66,8 @@ def _writable_folder(out_dir: str) -> Path:
         check_writable(path)
     except NotADirectoryError as err:
         raise NotADirectoryError(f"out_dir {out_dir!r} cannot be created: {err}") from None
-    except PermissionError as err:
-        raise PermissionError(f"out_dir {out_dir!r} is not writable: {err}") from None
+    except OSError as err:  # PermissionError, or what else the file system said
+        raise type(err)(f"out_dir {out_dir!r} is not writable: {err}") from None
     return path
 
 

@@ -6,7 +6,6 @@ run (its ``checkpoint.safetensors``, or the run folder holding it), loaded offli
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +45,14 @@ class Run:
     def translation(self) -> bool:
         return self.config.task == "translate"
 
+    @property
+    def limits(self) -> tuple[int, int]:
+        """(the most tokens the model reads of a text — a translation's source —, the most
+        decoder tokens, its start token included): :func:`attnlab.train.tasks.limits`."""
+        from attnlab.train.tasks import limits
+
+        return limits(self.config.task, self.config.context)
+
     def tokens(self, flag: str, text: str) -> int:
         """How many tokens the model reads of ``text`` (given as ``flag``; the source of a
         translation), refused naming ``flag`` if a character run's alphabet lacks some of its
@@ -70,37 +77,42 @@ class Run:
         face = hf_tokenizer(self.tokenizers[1])
         return len(target_ids(face, target, face.bos_token_id))
 
-    def most_new_tokens(self, flag: str, text: str) -> int:
-        """The most tokens generation can add to ``text`` (given as ``flag``): the positions a
-        GPT has left after it; a translation's context − 1 (after its <bos>)."""
+    def most_new_tokens(self, flag: str, n: int) -> int:
+        """The most tokens generation can add to a text (given as ``flag``) of ``n`` tokens
+        (:meth:`tokens`): the positions a GPT has left after it; a translation's
+        :func:`~attnlab.train.tasks.target_limit` (after its <bos>)."""
+        from attnlab.train.tasks import target_limit
+
         if self.translation:
-            return self.config.context - 1
-        left = self.config.context - self.tokens(flag, text)
+            return target_limit(self.config.context)
+        left = self.config.context - n
         if left < 1:
-            raise ValueError(f"{flag} ({self.tokens(flag, text)} tokens) leaves none of the "
-                             f"{self.config.context} positions of {self.name} to generate "
-                             "into")  # fmt: skip
+            raise ValueError(f"{flag} ({n} tokens) leaves none of the {self.config.context} "
+                             f"positions of {self.name} to generate into")  # fmt: skip
         return left
 
     def check(
         self, texts: list[tuple[str, str | None]], *, target: str | None = None,
         new: tuple[str, int] | None = None, truncate: bool | None = None,
+        counts: dict[str, int] | None = None,
     ) -> None:  # fmt: skip
         """Before the weights load: ``texts`` ((flag, text) pairs; None: not given) are written
         in the run's alphabet and fit its positions, as does ``target`` (--target) and
         ``new`` ((flag, N): N tokens generated after each text). ``truncate``: whether
-        --truncate was given (None: the command has no such flag)."""
-        from attnlab.train.tasks import source_limit
+        --truncate was given (None: the command has no such flag); ``counts``: the tokens of
+        texts already counted by :meth:`tokens`, by flag (not counted again)."""
+        from attnlab.train.tasks import target_limit
 
         context = self.config.context
-        if new is not None and self.translation and new[1] > context - 1:
-            raise ValueError(f"{new[0]} {new[1]}: {self.name} writes at most {context - 1} "
+        limit, decoder_limit = self.limits
+        most = target_limit(context)
+        if new is not None and self.translation and new[1] > most:
+            raise ValueError(f"{new[0]} {new[1]}: {self.name} writes at most {most} "
                              "tokens")  # fmt: skip
         for flag, text in texts:
             if text is None:
                 continue
-            n = self.tokens(flag, text)
-            limit = source_limit(context) if self.translation else context
+            n = counts[flag] if counts and flag in counts else self.tokens(flag, text)
             what = "source tokens" if self.translation else "positions"
             if n > limit and not (truncate and new is None):
                 keep = (
@@ -118,9 +130,9 @@ class Run:
                                  f"of {self.name} (at most {context - n} new tokens)")  # fmt: skip
         if target is not None and self.translation:
             m = self.target_tokens(target)
-            if m > context:
+            if m > decoder_limit:
                 raise ValueError(f"--target is {m} tokens with the start token; {self.name} "
-                                 f"takes at most {context}")  # fmt: skip
+                                 f"takes at most {decoder_limit}")  # fmt: skip
 
 
 def check_path(flag: str, path: str) -> Run | None:  # None: a model folder, not a run
@@ -128,9 +140,9 @@ def check_path(flag: str, path: str) -> Run | None:  # None: a model folder, not
     training checkpoint, and a training run's header names a task attnlab knows (read without
     its tensors). Errors name the flag, what it expects and what it got."""
     from attnlab.cli import _checks
-    from attnlab.data.tokenizers import tokenizer_from_json
     from attnlab.inspection.pretrained import model_name
     from attnlab.inspection.runs import run_checkpoint, run_header
+    from attnlab.train.tasks import tokenizers_from_json
 
     if Path(path).is_file():
         _checks.input_file(flag, path, what="training checkpoint")
@@ -141,11 +153,7 @@ def check_path(flag: str, path: str) -> Run | None:  # None: a model folder, not
         return None
     try:
         header = run_header(run)
-        if header.config.task == "lm":
-            tokenizers = (tokenizer_from_json(header.tokenizer_json),)
-        else:
-            both = json.loads(header.tokenizer_json)
-            tokenizers = tuple(tokenizer_from_json(both[k]) for k in ("src", "tgt"))
+        tokenizers = tokenizers_from_json(header.config, header.tokenizer_json)
     except (ValueError, KeyError, TypeError, OSError) as err:
         raise ValueError(f"{flag}: {err}") from None
     return Run(model_name(path), header.config, tokenizers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from attnlab.cli import _checks, _model
+from attnlab.train.tasks import DEFAULT_NEW_TOKENS, target_limit
 from attnlab.train.text_generation import generate_text
 
 
@@ -66,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_TOKENS = 300
-
-
 def show_attention(args: argparse.Namespace) -> int:
     """Generate with --model under capture; per new token, what its predicting query weighed.
     Capture needs one sequence the model reads whole (a KV cache), so --model never slides the
@@ -81,9 +79,10 @@ def show_attention(args: argparse.Namespace) -> int:
     run = _model.check(args)
     tokens = args.tokens
     if run is not None:
+        counts = {"--prompt": run.tokens("--prompt", args.prompt)}  # counted once
         if tokens is None:
-            tokens = min(DEFAULT_TOKENS, run.most_new_tokens("--prompt", args.prompt))
-        run.check([("--prompt", args.prompt)], new=("--tokens", tokens))
+            tokens = min(DEFAULT_NEW_TOKENS, run.most_new_tokens("--prompt", counts["--prompt"]))
+        run.check([("--prompt", args.prompt)], new=("--tokens", tokens), counts=counts)
     model, tokenizer = _model.load(args)
     if tokens is None:
         tokens = _tokens_left(model, tokenizer, args.prompt)
@@ -104,15 +103,15 @@ def show_attention(args: argparse.Namespace) -> int:
 
 
 def _tokens_left(model, tokenizer, prompt: str) -> int:
-    """--tokens' default for a model folder: 300, or fewer if the model's positions end
-    sooner."""
+    """--tokens' default for a model folder: DEFAULT_NEW_TOKENS (300), or fewer if the model's
+    positions end sooner (an encoder–decoder's after its start token)."""
     from attnlab.inspection.report import is_encoder_decoder, position_limits
     from attnlab.inspection.runs import sides
 
     _, limit = position_limits(model)
     if limit is None:
-        return DEFAULT_TOKENS
+        return DEFAULT_NEW_TOKENS
     if is_encoder_decoder(model):
-        return max(1, min(DEFAULT_TOKENS, limit - 1))
+        return max(1, min(DEFAULT_NEW_TOKENS, target_limit(limit)))
     used = len(sides(tokenizer)[0](prompt)["input_ids"])
-    return max(1, min(DEFAULT_TOKENS, limit - used))
+    return max(1, min(DEFAULT_NEW_TOKENS, limit - used))

@@ -390,14 +390,14 @@ def _model_and_tokenizer(model: nn.Module | None, tokenizer):  # -> (model, toke
 def position_limits(model: nn.Module) -> tuple[int | None, int | None]:
     """(the most tokens ``model`` reads of a text: an encoder–decoder's source, the most decoder
     tokens, its start token included); None where its config sets no limit. An attnlab
-    EncoderDecoder reads sources as long as training cut them
-    (:func:`attnlab.train.tasks.source_limit`) and a target of up to its ``max_len`` positions
-    (<bos> and context − 1 tokens, as in training)."""
+    EncoderDecoder's are a translation run's of ``max_len`` positions
+    (:func:`attnlab.train.tasks.limits`: sources as long as training cut them, <bos> and as
+    many target tokens as training kept)."""
     config = getattr(model, "config", None)
     if isinstance(model, EncoderDecoder):
-        from attnlab.train.tasks import source_limit
+        from attnlab.train.tasks import limits
 
-        return source_limit(config.max_len), config.max_len
+        return limits("translate", config.max_len)
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "max_len", None)
     return limit, limit
 

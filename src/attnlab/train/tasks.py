@@ -25,14 +25,45 @@ from attnlab.models.encoder_decoder import EncoderDecoder
 from attnlab.models.gpt import GPT
 from attnlab.train.config import TrainConfig
 
-__all__ = ["LMTask", "TranslationTask", "build_task", "source_limit"]
+__all__ = [
+    "DEFAULT_NEW_TOKENS", "LMTask", "TranslationTask", "build_task", "limits", "source_limit",
+    "target_limit", "tokenizers_from_json",
+]  # fmt: skip
+
+DEFAULT_NEW_TOKENS = 300  # what generation writes unless told (or fewer where positions end)
 
 
 def source_limit(context: int) -> int:
     """The most source tokens a translation model of ``context`` positions reads: training cuts
-    every source (and target) to context − 1 tokens, leaving room for the target's <bos> and
-    <eos>. Translating (``attnlab generate``) and inspecting hold sources to the same limit."""
+    every source to context − 1 tokens. Translating (``attnlab generate``) and inspecting hold
+    sources to the same limit."""
     return context - 1
+
+
+def target_limit(context: int) -> int:
+    """The most target tokens a translation model of ``context`` positions writes: training cuts
+    every target to context − 1 tokens, so that the decoder's input (<bos> first) and its
+    targets (<eos> last) fill the context. Generation writes at most (and by default) as many."""
+    return context - 1
+
+
+def limits(task: str, context: int) -> tuple[int, int]:
+    """(the most tokens a model of ``task`` with ``context`` positions reads of a text — a
+    translation's source —, the most decoder tokens, its start token included): a GPT's
+    ``context`` for both; a translation's :func:`source_limit`, and its start token with
+    :func:`target_limit` tokens after it."""
+    if task == "translate":
+        return source_limit(context), 1 + target_limit(context)
+    return context, context
+
+
+def tokenizers_from_json(config: TrainConfig, tokenizer_json: str) -> tuple:
+    """The tokenizer(s) a run of ``config``'s task saved as ``tokenizer_json``: ``(tok,)`` for a
+    language model, ``(source, target)`` for translation."""
+    if config.task == "lm":
+        return (tokenizer_from_json(tokenizer_json),)
+    both = json.loads(tokenizer_json)
+    return tuple(tokenizer_from_json(both[k]) for k in ("src", "tgt"))
 
 
 def _read_text_corpus(name: str) -> str:
@@ -75,7 +106,7 @@ class LMTask:
         text = _read_text_corpus(config.corpus)
         cut = int(len(text) * (1 - config.val_fraction))
         if tokenizer_json is not None:
-            tokenizer = tokenizer_from_json(tokenizer_json)
+            (tokenizer,) = tokenizers_from_json(config, tokenizer_json)
         elif config.tokenizer == "char":
             tokenizer = CharTokenizer.from_text(text)
         else:
@@ -122,7 +153,12 @@ class TranslationTask:
     corpus_sha256: str | None = None  # of the verse pairs
 
     @classmethod
-    def prepare(cls, config: TrainConfig, tokenizer_json: str | None = None) -> TranslationTask:
+    def prepare(
+        cls, config: TrainConfig, tokenizer_json: str | None = None, *,
+        tokenizers: tuple | None = None,
+    ) -> TranslationTask:  # fmt: skip
+        """The verse pairs, split and encoded with new tokenizers, or a run's: ``tokenizers``
+        (source, target) or their ``tokenizer_json``."""
         from attnlab.data.sword import parallel_verses
 
         if config.corpus != "bible-en-es":
@@ -131,16 +167,17 @@ class TranslationTask:
         random.Random(config.seed).shuffle(pairs)  # deterministic split
         n_val = max(1, int(len(pairs) * config.val_fraction))
         train, val = pairs[:-n_val], pairs[-n_val:]
-        if tokenizer_json is not None:
-            both = json.loads(tokenizer_json)
-            src_tok, tgt_tok = (tokenizer_from_json(both[k]) for k in ("src", "tgt"))
+        if tokenizers is None and tokenizer_json is not None:
+            tokenizers = tokenizers_from_json(config, tokenizer_json)
+        if tokenizers is not None:
+            src_tok, tgt_tok = tokenizers
         else:
             src_tok = BPETokenizer.train([s for s, _ in train], config.bpe_vocab)
             tgt_tok = BPETokenizer.train([t for _, t in train], config.bpe_vocab)
 
         def encode(items: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-            limit = source_limit(config.context)  # the target's too: room for <bos>/<eos>
-            return [(src_tok.encode(s)[:limit], tgt_tok.encode(t)[:limit]) for s, t in items]
+            src_n, tgt_n = source_limit(config.context), target_limit(config.context)
+            return [(src_tok.encode(s)[:src_n], tgt_tok.encode(t)[:tgt_n]) for s, t in items]
 
         digest = sha256(json.dumps(pairs, ensure_ascii=False))
         return cls(config, src_tok, tgt_tok, encode(train), encode(val), val, digest)
@@ -189,11 +226,9 @@ def build_task(config: TrainConfig, tokenizer_json: str | None = None) -> LMTask
 
 def build_model_and_tokenizers(config: TrainConfig, tokenizer_json: str) -> tuple[nn.Module, tuple]:
     """The model and tokenizer(s) of a checkpoint, without reading the corpus."""
+    tokenizers = tokenizers_from_json(config, tokenizer_json)
     if config.task == "lm":
-        tok = tokenizer_from_json(tokenizer_json)
-        task = LMTask(config, tok, torch.empty(0, dtype=torch.long), torch.empty(0))
-        return task.build_model(), (tok,)
-    both = json.loads(tokenizer_json)
-    src, tgt = (tokenizer_from_json(both[k]) for k in ("src", "tgt"))
-    task = TranslationTask(config, src, tgt, [], [], [])
-    return task.build_model(), (src, tgt)
+        task = LMTask(config, *tokenizers, torch.empty(0, dtype=torch.long), torch.empty(0))
+    else:
+        task = TranslationTask(config, *tokenizers, [], [], [])
+    return task.build_model(), tokenizers

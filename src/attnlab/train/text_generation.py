@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from attnlab.models.generation import generate_sliding
-from attnlab.train.tasks import source_limit
+from attnlab.train.tasks import DEFAULT_NEW_TOKENS, source_limit, target_limit
 from attnlab.train.trained import load_trained
 
 __all__ = ["generate_text"]
@@ -19,22 +19,24 @@ def generate_text(
     checkpoint: str | Path, prompt: str, *, max_new_tokens: int | None = None,
     temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None, seed: int = 0,
 ) -> str:  # fmt: skip
-    """The prompt and ``max_new_tokens`` tokens after it (language model; default 300, the
-    window sliding past the context), or the translation of the prompt (translation model:
-    greedy, its source cut to :func:`~attnlab.train.tasks.source_limit` as training cut it, up to
-    ``max_new_tokens`` tokens, at most and by default context − 1; sampling options unused)."""
+    """The prompt and ``max_new_tokens`` tokens after it (language model; default
+    :data:`~attnlab.train.tasks.DEFAULT_NEW_TOKENS`, the window sliding past the context), or
+    the translation of the prompt (translation model: greedy, its source cut to
+    :func:`~attnlab.train.tasks.source_limit` as training cut it, up to ``max_new_tokens``
+    tokens, at most and by default :func:`~attnlab.train.tasks.target_limit`; sampling options
+    unused)."""
     trained = load_trained(checkpoint)
     model, tokenizers, context = trained.model, trained.tokenizers, trained.config.context
     if trained.config.task == "lm":
         (tok,) = tokenizers
         ids = torch.tensor([tok.encode(prompt)])  # (1, T)
         g = torch.Generator().manual_seed(seed)
-        new = 300 if max_new_tokens is None else max_new_tokens
+        new = DEFAULT_NEW_TOKENS if max_new_tokens is None else max_new_tokens
         out = generate_sliding(model, ids, new, temperature=temperature, top_k=top_k,
                                top_p=top_p, generator=g)  # fmt: skip
         return tok.decode(out[0].tolist())
     src_tok, tgt_tok = tokenizers
     src = torch.tensor([src_tok.encode(prompt)[: source_limit(context)]])  # (1, S)
-    new = context - 1 if max_new_tokens is None else max_new_tokens  # after <bos>
+    new = target_limit(context) if max_new_tokens is None else max_new_tokens  # after <bos>
     out = model.generate(src, new, tgt_tok.bos_id, tgt_tok.eos_id)
     return tgt_tok.decode(out[0].tolist())

@@ -14,7 +14,7 @@ import torch
 
 from attnlab.atomic import atomic_write
 from attnlab.inspection.capture import capture
-from attnlab.train.tasks import TranslationTask, collate, source_limit
+from attnlab.train.tasks import TranslationTask, collate, source_limit, target_limit
 from attnlab.train.trained import load_trained
 
 __all__ = ["TranslationScore", "alignment_figure", "bleu"]
@@ -31,7 +31,7 @@ def _load(checkpoint: str | Path) -> tuple[TranslationTask, torch.nn.Module]:
     trained = load_trained(checkpoint)
     if trained.config.task != "translate":
         raise ValueError(f"{checkpoint} is a {trained.config.task!r} checkpoint, not translation")
-    return TranslationTask.prepare(trained.config, trained.tokenizer_json), trained.model
+    return TranslationTask.prepare(trained.config, tokenizers=trained.tokenizers), trained.model
 
 
 @torch.no_grad()
@@ -45,7 +45,7 @@ def bleu(checkpoint: str | Path, n: int = 200, batch: int = 32) -> TranslationSc
     for i in range(0, len(pairs), batch):
         chunk = collate(pairs[i : i + batch], task.src_tok, task.tgt_tok)
         ids = model.generate(
-            chunk["src_ids"], task.config.context - 1, task.tgt_tok.bos_id,
+            chunk["src_ids"], target_limit(task.config.context), task.tgt_tok.bos_id,
             task.tgt_tok.eos_id, attention_mask=chunk["attention_mask"],
         )  # fmt: skip
         for row in ids.tolist():
@@ -69,8 +69,9 @@ def alignment_figure(checkpoint: str | Path, english: str, out: str | Path) -> t
     import matplotlib.pyplot as plt
 
     task, model = _load(checkpoint)
-    src = torch.tensor([task.src_tok.encode(english)[: source_limit(task.config.context)]])
-    ids = model.generate(src, task.config.context - 1, task.tgt_tok.bos_id, task.tgt_tok.eos_id)
+    context = task.config.context
+    src = torch.tensor([task.src_tok.encode(english)[: source_limit(context)]])
+    ids = model.generate(src, target_limit(context), task.tgt_tok.bos_id, task.tgt_tok.eos_id)
     tgt = ids[:, :-1] if ids[0, -1] == task.tgt_tok.eos_id else ids
     with capture(model) as maps:
         model(src, tgt)

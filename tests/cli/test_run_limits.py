@@ -73,8 +73,18 @@ def test_generate_without_tokens_fills_the_positions_left(runs, capsys):
     assert len([line for line in capsys.readouterr().out.splitlines() if "←" in line]) == 58
 
 
-def test_generate_translates_up_to_63_tokens_by_default(runs, capsys):
+def test_generate_translates_up_to_63_tokens_by_default(runs, capsys, monkeypatch):
+    from attnlab.inspection import report as report_module
+
+    asked, original = [], report_module.generate
+
+    def spy(prompt, *, max_new_tokens, **kwargs):
+        asked.append(max_new_tokens)
+        return original(prompt, max_new_tokens=max_new_tokens, **kwargs)
+
+    monkeypatch.setattr(report_module, "generate", spy)
     assert main(["generate", "--model", str(runs["translate"]), "--prompt", "the cat"]) == 0
+    assert asked == [63]  # context − 1, its most: not the API's default of 20, nor 300
     lines = [line for line in capsys.readouterr().out.splitlines() if "←" in line]
     assert 1 <= len(lines) <= 63
 

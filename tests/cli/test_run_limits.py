@@ -223,3 +223,23 @@ def test_generate_checkpoint_translates_as_generate_model_does(runs, capsys, mon
         assert main(["generate", "--checkpoint", str(runs["translate"]), "--prompt", "the cat",
                      *tokens]) == 0  # fmt: skip
     assert seen == [63, 5]
+
+
+def test_generate_counts_a_runs_prompt_once(runs, capsys, monkeypatch):
+    """--prompt is tokenised once for the run's checks: the default --tokens, its refusal and
+    the positions check share the count."""
+    from attnlab.cli._model import Run
+
+    calls, original = [], Run.tokens
+
+    def spy(self, flag, text):
+        calls.append(flag)
+        return original(self, flag, text)
+
+    monkeypatch.setattr(Run, "tokens", spy)
+    assert main(["generate", "--model", str(runs["lm"]), "--prompt", "a" * 64]) == 2
+    assert error(capsys).endswith("leaves none of the 64 positions of shk to generate into")
+    assert calls == ["--prompt"]
+    calls.clear()
+    assert main(["generate", "--model", str(runs["lm"]), "--prompt", "ROMEO:"]) == 0
+    assert calls == ["--prompt"]

@@ -117,6 +117,12 @@ def test_a_translation_reads_sources_of_63_tokens_as_training_cut_them(runs, cap
     )
 
 
+def test_a_char_run_reads_texts_of_64_tokens(runs, capsys, not_loaded):
+    assert main(["inspect", "a" * 65, "--model", str(runs["lm"]), "--token", "a"]) == 2
+    assert error(capsys) == ("attnlab inspect: error: TEXT is 65 tokens; shk reads at most 64 "
+                             "positions (--truncate keeps the first ones)")  # fmt: skip
+
+
 def test_a_target_counts_its_start_token(runs, capsys, not_loaded):
     assert main(["inspect", "the cat", "--model", str(runs["translate"]), "--token", "the",
                  "--target", target(64)]) == 2  # fmt: skip

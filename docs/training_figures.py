@@ -3,6 +3,7 @@
     python docs/training_figures.py curve RUN.metrics.jsonl OUT.png [--old OLD.metrics.jsonl]
         [--ylim LOW HIGH]
     python docs/training_figures.py compare FLOAT32.metrics.jsonl BFLOAT16.metrics.jsonl OUT.png
+        [--unit token]
 
 ``curve``: training and validation loss against minutes (and the previous recipe's validation
 loss, dashed, with ``--old``). ``compare``: the validation and training loss of the same steps in
@@ -46,7 +47,7 @@ def curve(run: str, out: str, old: str | None, ylim: tuple[float, float]) -> Non
     fig.savefig(out, dpi=120)
 
 
-def compare(f32: str, bf16: str, out: str) -> None:
+def compare(f32: str, bf16: str, out: str, unit: str = "character") -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for path, name, colour in ((f32, "float32", "C0"), (bf16, "bfloat16", "C3")):
         rows = read(path)
@@ -54,7 +55,7 @@ def compare(f32: str, bf16: str, out: str) -> None:
                 label=f"{name} training")  # fmt: skip
         ax.plot(*_series(rows, "step", "val_loss"), "o-", color=colour,
                 label=f"{name} validation")  # fmt: skip
-    ax.set(xlabel="step", ylabel="nats / character")
+    ax.set(xlabel="step", ylabel=f"nats / {unit}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -73,11 +74,12 @@ def main() -> None:
     m.add_argument("float32")
     m.add_argument("bfloat16")
     m.add_argument("out")
+    m.add_argument("--unit", default="character", help="what the loss is per: character, token")
     args = parser.parse_args()
     if args.kind == "curve":
         curve(args.run, args.out, args.old, tuple(args.ylim))
     else:
-        compare(args.float32, args.bfloat16, args.out)
+        compare(args.float32, args.bfloat16, args.out, args.unit)
 
 
 if __name__ == "__main__":

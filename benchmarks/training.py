@@ -157,6 +157,24 @@ def step_function(model: nn.Module, loss_of: Callable[[Tensor, Tensor], Tensor],
     return step
 
 
+def _attention_step(rows: int | None, inputs: tuple[Tensor, ...], grad: Tensor, p: float
+                    ) -> Callable[[], None]:  # fmt: skip
+    """Forward + backward of causal attention on fresh leaves of ``inputs``: attnlab's explicit
+    route by blocks of ``rows`` query rows, or (``rows`` None) PyTorch's kernel."""
+    import attnlab.functional.portable as portable
+
+    def run() -> None:
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        if rows is None:
+            out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        else:
+            portable._CAUSAL_ROWS = rows
+            out = portable._explicit(*leaves, None, True, 48**-0.5, p)
+        out.backward(grad)
+
+    return run
+
+
 def parts(reps: int) -> None:
     """On one thread: forward + backward of causal attention on (32, 4, T, 48), the whole square
     (one block) against blocks of 64 query rows, with dropout 0.1, and without it also
@@ -175,23 +193,10 @@ def parts(reps: int) -> None:
         g = torch.Generator().manual_seed(0)
         q, k, v = (torch.randn(32, 4, T, 48, generator=g, dtype=dtype) for _ in range(3))
         grad = torch.randn(32, 4, T, 48, generator=g, dtype=dtype)
-
-        def step(rows: int | None, inputs: tuple[Tensor, ...], grad: Tensor, p: float
-                 ) -> Callable[[], None]:  # fmt: skip
-            def run() -> None:
-                leaves = [t.detach().requires_grad_() for t in inputs]
-                if rows is None:
-                    out = F.scaled_dot_product_attention(*leaves, is_causal=True)
-                else:
-                    portable._CAUSAL_ROWS = rows
-                    out = portable._explicit(*leaves, None, True, 48**-0.5, p)
-                out.backward(grad)
-
-            return run
-
-        fns = {"whole": step(T, (q, k, v), grad, p), "blocks": step(64, (q, k, v), grad, p)}
+        fns = {"whole": _attention_step(T, (q, k, v), grad, p),
+               "blocks": _attention_step(64, (q, k, v), grad, p)}  # fmt: skip
         if p == 0:
-            fns["kernel"] = step(None, (q, k, v), grad, p)
+            fns["kernel"] = _attention_step(None, (q, k, v), grad, p)
         try:
             t = {n: statistics.median(ts) * 1e3
                  for n, ts in interleaved_times(fns, reps, loops=1).items()}  # fmt: skip

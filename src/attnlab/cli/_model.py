@@ -141,7 +141,8 @@ def check_path(flag: str, path: str) -> Run | None:  # None: a model folder, not
     its tensors). Errors name the flag, what it expects and what it got."""
     from attnlab.cli import _checks
     from attnlab.inspection.pretrained import model_name
-    from attnlab.inspection.runs import run_checkpoint, run_header
+    from attnlab.inspection.runs import run_checkpoint
+    from attnlab.train.checkpoint import read_run_header
     from attnlab.train.tasks import tokenizers_from_json
 
     if Path(path).is_file():
@@ -152,7 +153,7 @@ def check_path(flag: str, path: str) -> Run | None:  # None: a model folder, not
     if run is None:
         return None
     try:
-        header = run_header(run)
+        header = read_run_header(run)
         tokenizers = tokenizers_from_json(header.config, header.tokenizer_json)
     except (ValueError, KeyError, TypeError, OSError) as err:
         raise ValueError(f"{flag}: {err}") from None

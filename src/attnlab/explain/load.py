@@ -21,7 +21,8 @@ def load_explainable(path: str | Path | None, *, task: str | None = None
     """(model in eval mode, tokenizer, the name the page shows). ``task``: a training run's
     task, when the caller has read its header already (else it is read here)."""
     from attnlab.inspection.pretrained import load_minilm, load_model_path, model_name
-    from attnlab.inspection.runs import run_checkpoint, run_header
+    from attnlab.inspection.runs import run_checkpoint
+    from attnlab.train.checkpoint import read_run_header
 
     if path is None:
         model, tokenizer = load_minilm()
@@ -30,7 +31,7 @@ def load_explainable(path: str | Path | None, *, task: str | None = None
     run = run_checkpoint(path)
     if run is not None:
         if task is None:  # the header alone: refused before the weights are read
-            task = run_header(run).config.task
+            task = read_run_header(run).config.task
         if task != "lm":
             raise ValueError(f"--model {path} is a {task!r} training run; explain supports "
                              f"{SUPPORTED}")  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-__all__ = ["RUN_FILE", "SourceTarget", "load_run", "run_checkpoint", "run_header", "sides"]
+__all__ = ["RUN_FILE", "SourceTarget", "load_run", "run_checkpoint", "sides"]
 
 RUN_FILE = "checkpoint.safetensors"  # what `attnlab train` writes into its run folder
 
@@ -54,13 +54,6 @@ def run_checkpoint(path: str | Path) -> Path | None:
     ):
         return path / RUN_FILE
     return None
-
-
-def run_header(path: str | Path):  # -> attnlab.train.checkpoint.RunHeader
-    """The configuration and tokenizer JSON of a run's checkpoint, read from its header alone."""
-    from attnlab.train.checkpoint import read_run_header
-
-    return read_run_header(path)
 
 
 def faces(tokenizers: tuple) -> object:

@@ -26,7 +26,6 @@ class Trained:
     model: nn.Module
     config: TrainConfig
     tokenizers: tuple
-    tokenizer_json: str
     path: Path
 
 
@@ -36,4 +35,4 @@ def load_trained(path: str | Path) -> Trained:
     state = load_training(path)
     model, tokenizers = build_model_and_tokenizers(state.config, state.tokenizer_json)
     restore_model(model, state.model_state, state.path)
-    return Trained(model.eval(), state.config, tokenizers, state.tokenizer_json, state.path)
+    return Trained(model.eval(), state.config, tokenizers, state.path)

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["dropout", "dropout_add", "dropout_scale", "keep_mask"]
+__all__ = ["dropout", "dropout_add", "dropout_scale", "keep_mask", "kept_from_bits", "random16"]
 
 _LEVELS = 2**16  # each random 16-bit number u is uniform on [0, 65536)
 
@@ -42,18 +42,26 @@ def dropout_scale(p: float) -> float:
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu"
               ) -> Tensor:  # fmt: skip
     """A bool tensor of ``shape``: each element True (kept) with probability 1 − p'."""
-    cut = _cut(p)
-    if cut == _LEVELS // 2:  # p' = 1 (an int16 comparison with 32768 would wrap around)
-        return torch.zeros(shape, dtype=torch.bool, device=device)
-    return _random16(shape, device) >= cut
+    _cut(p)  # checked before any draw
+    return kept_from_bits(random16(shape, device), p, torch.bool)
 
 
-def _random16(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
+def random16(shape: torch.Size | tuple[int, ...], device: torch.device | str) -> Tensor:
     """int16 numbers of ``shape``, u + 32768 uniform on [0, 65536): four per random word."""
     n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(2**63), None)  # every bit uniform (the default range leaves the top bit 0)
     return words.view(torch.int16)[:n].view(shape)
+
+
+def kept_from_bits(bits: Tensor, p: float, dtype: torch.dtype) -> Tensor:
+    """bits' shape in ``dtype``: 1 (True) where an element of :func:`random16`'s ``bits`` is kept
+    under dropout p, else 0. The comparison writes straight into ``dtype``: one pass."""
+    cut = _cut(p)
+    kept = torch.empty(bits.shape, dtype=dtype, device=bits.device)
+    if cut == _LEVELS // 2:  # p' = 1 (an int16 comparison with 32768 would wrap around)
+        return kept.zero_()
+    return torch.ge(bits, cut, out=kept)
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -74,12 +82,8 @@ def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool = True) ->
 
 def _scaled_mask(x: Tensor, p: float) -> Tensor:
     """x's shape and dtype: 1/(1 − p') where kept, 0 where dropped."""
-    # The comparison writes 1.0/0.0 straight into x's dtype: one pass. With a bool mask and
-    # then where(keep, scale, 0), dropout of (32, 128, 192) took 2.19 ms instead of 1.00 (one
+    # 1.0/0.0 written straight into x's dtype, then scaled: with a bool mask and then
+    # where(keep, scale, 0), dropout of (32, 128, 192) took 2.19 ms instead of 1.00 (one
     # thread, random draws included: python -m benchmarks.training --parts).
-    cut, scale = _cut(p), dropout_scale(p)
-    if scale == 0.0:  # p' = 1: nothing is kept
-        return torch.zeros(x.shape, dtype=x.dtype, device=x.device)
-    kept = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    torch.ge(_random16(x.shape, x.device), cut, out=kept)  # the same elements as keep_mask's
-    return kept.mul_(scale)
+    scale = dropout_scale(p)  # checks p
+    return kept_from_bits(random16(x.shape, x.device), p, x.dtype).mul_(scale)

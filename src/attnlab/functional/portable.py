@@ -15,14 +15,13 @@ Dimension legend: B batch, H heads, Lq queries, Lk keys, d_k / d_v head sizes.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import weights_dtype
+from attnlab.functional.causal_blocks import causal_blocks, future
 from attnlab.functional.dropout import dropout
 
 __all__ = ["attention_rows", "explicit_softmax_is_faster", "sdpa"]
@@ -124,56 +123,21 @@ def _explicit(
     """softmax(q·kᵀ·scale + bias), dropout p on the weights, times v: what PyTorch's SDPA runs
     on CPU when dropout is on (its math route), with the dropout mask drawn from random bits
     (:mod:`attnlab.functional.dropout`), a fraction of ``bernoulli_``'s cost. The softmax runs
-    in float32 for half-precision inputs. Keeps autograd.
+    in float32 for half-precision inputs. Differentiable (start-aligned causal attention once:
+    :mod:`attnlab.functional.causal_blocks` has its own backward).
     (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v)."""
     if is_causal and added is None and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.shape[-2]:
-        return _causal_blocks(q, k, v, scale, p)
+        return causal_blocks(q, k, v, scale, p)
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (…, Lq, Lk)
     if is_causal:  # start-aligned: −inf where key j > query i
         lq, lk = q.shape[-2], k.shape[-2]
-        scores.add_(_future(0, lq, lk, q.dtype, q.device))
+        scores.add_(future(0, lq, lk, q.dtype, q.device))
     if added is not None:
         scores.add_(added)
         # A row that sees no key would give NaN weights, and NaN gradients even where the
         # caller zeroes its output: give it finite scores (its output is zeroed by sdpa).
         empty = scores.amax(dim=-1, keepdim=True) == float("-inf")  # (…, Lq, 1)
         scores.masked_fill_(empty, 0.0)
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+    wide = torch.promote_types(scores.dtype, torch.float32)  # float64 stays float64
+    weights = torch.softmax(scores, dim=-1, dtype=wide).to(v.dtype)
     return torch.matmul(dropout(weights, p), v)
-
-
-def _causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Tensor:
-    """The start-aligned causal case (GPT training) by blocks of query rows: rows [r0, r1) see
-    keys [0, r1) only, so the scores above the diagonal blocks (a quarter of them at 128
-    positions, nearly half at long contexts) are never computed, held for backward or dropped
-    out. Each block is one ``baddbmm`` with the scale and its triangle folded in (scores =
-    triangle + scale·q·kᵀ), a softmax, dropout and one ``bmm``. Forward + backward of
-    (32, 4, 128, 48) with dropout 0.1, 1 thread (``python -m benchmarks.training --parts``):
-    29.9 ms against 38.0 ms for the whole square in float32, 23.8 against 27.2 in bfloat16; at
-    512 positions 358 against 515 ms.
-    (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v); the leading dimensions of q, k and v equal."""
-    lq, lk, d_v = q.shape[-2], k.shape[-2], v.shape[-1]
-    n = math.prod(q.shape[:-2])  # (-1 cannot be inferred when d_k = 0)
-    q3, k3, v3 = (t.reshape(n, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)
-    blocks = []
-    for r0 in range(0, lq, _CAUSAL_ROWS):
-        r1 = min(lq, r0 + _CAUSAL_ROWS)
-        seen = min(r1, lk)  # keys [0, seen) are visible to some row of the block
-        triangle = _future(r0, r1 - r0, seen, q.dtype, q.device)  # (rows, seen)
-        scores = torch.baddbmm(
-            triangle, q3[:, r0:r1], k3[:, :seen].transpose(1, 2), alpha=scale
-        )  # (N, rows, seen)
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-        blocks.append(torch.bmm(dropout(weights, p), v3[:, :seen]))  # (N, rows, d_v)
-    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)  # (N, Lq, d_v)
-    return out.view(*q.shape[:-2], lq, d_v)
-
-
-_CAUSAL_ROWS = 64  # query rows per block of _causal_blocks (32 and 128 were slower at 128–512)
-
-
-def _future(first: int, rows: int, keys: int, dtype: torch.dtype, device) -> Tensor:
-    """The additive causal triangle of query rows first … first + rows − 1 (absolute positions)
-    over keys 0 … keys − 1: −inf where key j > query i, else 0. (rows, keys)"""
-    triangle = torch.full((rows, keys), float("-inf"), dtype=dtype, device=device)
-    return triangle.triu_(first + 1)

@@ -1,0 +1,116 @@
+"""Causal attention with dropout by blocks, with its own backward: its output and all three
+gradients against autograd through the paper's formula in float64, and its backward against
+finite differences."""
+
+import math
+
+import pytest
+import torch
+
+from attnlab.functional.causal_blocks import causal_blocks
+from attnlab.functional.dropout import dropout_scale
+
+SHAPES = [
+    ((2, 3), 150, 150, 5, 7),
+    ((4,), 130, 70, 4, 3),
+    ((), 70, 200, 6, 2),
+    ((1, 2), 64, 64, 0, 4),
+]
+
+
+def _inputs(lead, lq, lk, d_k, d_v, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(*lead, lq, d_k, generator=g, dtype=torch.float64)
+    k = torch.randn(*lead, lk, d_k, generator=g, dtype=torch.float64)
+    v = torch.randn(*lead, lk, d_v, generator=g, dtype=torch.float64)
+    return (t.requires_grad_() for t in (q, k, v))
+
+
+@pytest.mark.parametrize("lead, lq, lk, d_k, d_v", SHAPES)
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_output_and_every_gradient_equal_autograd_through_the_formula(lead, lq, lk, d_k, d_v, p):
+    """The mask is recovered from a run with v the identity under the same generator state
+    (out = s·(W ⊙ M) then), so the reference softmax(q·kᵀ/√d_k, causal) ⊙ M·s·v and its
+    gradients are autograd's, in float64, for every block (150 rows: 64, 64 and 22), fewer and
+    more keys than queries, 2-D to 4-D inputs and an empty head size."""
+    q, k, v = _inputs(lead, lq, lk, d_k, d_v, seed=lq + lk)
+    scale = 1 / math.sqrt(max(d_k, 1))
+    torch.manual_seed(11)
+    eye = torch.eye(lk, dtype=torch.float64).expand(*lead, lk, lk)
+    kept = causal_blocks(q.detach(), k.detach(), eye, scale, p) != 0  # (…, Lq, Lk)
+    torch.manual_seed(11)
+    out = causal_blocks(q, k, v, scale, p)
+
+    below = torch.ones(lq, lk, dtype=torch.bool).tril()
+    scores = (q @ k.transpose(-2, -1) * scale).masked_fill(~below, -math.inf)
+    want = (torch.softmax(scores, -1) * kept * dropout_scale(p)) @ v
+    if p == 0:
+        assert kept[..., below].all()
+    else:
+        assert not kept[..., ~below].any()
+        dropped = 1 - kept[..., below].double().mean().item()
+        assert abs(dropped - p) <= 5 * math.sqrt(p * (1 - p) / kept[..., below].numel())
+    torch.testing.assert_close(out, want, atol=1e-12, rtol=1e-12)
+    grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    got = torch.autograd.grad(out, (q, k, v), grad)
+    expected = torch.autograd.grad(want, (q, k, v), grad)
+    for name, a, b in zip("qkv", got, expected, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=f"d{name}")
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4])
+def test_the_backward_equals_finite_differences(p):
+    """gradcheck with the generator reset before every call, so the mask stays fixed while
+    finite differences move q, k and v: two blocks (70 rows), more keys than queries."""
+    q, k, v = _inputs((2,), 70, 75, 2, 2, seed=3)
+
+    def attention(q, k, v):
+        torch.manual_seed(5)
+        return causal_blocks(q, k, v, 0.7, p)
+
+    assert torch.autograd.gradcheck(attention, (q, k, v), atol=1e-8, rtol=1e-6)
+
+
+def test_bfloat16_under_autocast_follows_float32():
+    """bfloat16 training runs the same blocks in bfloat16 (the softmax computed in float32):
+    within bfloat16's rounding of the float32 result, gradients included."""
+    q, k, v = (t.detach().float().requires_grad_() for t in _inputs((2, 2), 100, 100, 8, 8, 6))
+    grad = torch.randn(2, 2, 100, 8, generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(4)
+    want = causal_blocks(q, k, v, 8**-0.5, 0.2)
+    want_grads = torch.autograd.grad(want, (q, k, v), grad)
+    torch.manual_seed(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = causal_blocks(*(t.bfloat16() for t in (q, k, v)), 8**-0.5, 0.2)
+    assert got.dtype == torch.bfloat16
+    got_grads = torch.autograd.grad(got, (q, k, v), grad.bfloat16())
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=6e-2, rtol=6e-2)
+
+
+def test_second_derivatives_equal_finite_differences_of_the_first():
+    """With create_graph the backward goes through autograd's own operations with the same
+    masks, so a gradient penalty or a Hessian-vector product is exact (gradgradcheck, the
+    generator reset before every call)."""
+    q, k, v = _inputs((2,), 66, 66, 2, 2, seed=8)
+
+    def attention(q, k, v):
+        torch.manual_seed(6)
+        return causal_blocks(q, k, v, 0.7, 0.3)
+
+    assert torch.autograd.gradgradcheck(attention, (q, k, v), atol=1e-8, rtol=1e-6)
+    grad = torch.randn(2, 66, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    first = torch.autograd.grad(attention(q, k, v), (q, k, v), grad)
+    differentiable = torch.autograd.grad(attention(q, k, v), (q, k, v), grad, create_graph=True)
+    for a, b in zip(differentiable, first, strict=True):  # the two backward routes agree
+        assert b.grad_fn is None and a.grad_fn is not None
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_the_meta_device_gives_shapes_without_data():
+    q, k, v = (torch.empty(2, 3, 130, 4, device="meta", requires_grad=True) for _ in range(3))
+    out = causal_blocks(q, k, v, 0.5, 0.1)
+    assert out.shape == (2, 3, 130, 4) and out.device.type == "meta"
+    out.sum().backward()
+    assert q.grad.shape == q.shape and v.grad.device.type == "meta"

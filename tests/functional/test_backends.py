@@ -150,6 +150,34 @@ def test_portable_backend_uses_no_private_operation(monkeypatch):
             torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_training_by_causal_blocks_uses_no_private_operation(monkeypatch, dropout):
+    """Causal training runs attnlab's own backward (attnlab.functional.causal_blocks); it too
+    keeps to public operations, so the portable route runs on any device."""
+    q, k, v = (torch.randn(2, 2, 70, 4, requires_grad=True) for _ in range(3))
+    torch.manual_seed(1)
+    want, _ = attnlab.scaled_dot_product_attention(
+        q, k, v, causal=True, causal_alignment="start", dropout=dropout, training=True
+    )
+    want_grads = torch.autograd.grad(want.sum(), (q, k, v))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a private PyTorch operation was called")
+
+    for op in ("_softmax", "_softmax_backward_data"):
+        monkeypatch.setattr(torch.ops.aten, op, forbidden)
+    monkeypatch.setattr(torch, "_softmax", forbidden)
+    monkeypatch.setattr(torch, "_softmax_backward_data", forbidden)
+    torch.manual_seed(1)
+    with attnlab.backend("portable"):
+        got, _ = attnlab.scaled_dot_product_attention(
+            q, k, v, causal=True, causal_alignment="start", dropout=dropout, training=True
+        )
+        grads = torch.autograd.grad(got.sum(), (q, k, v))
+    assert torch.equal(got, want)
+    assert all(torch.equal(a, b) for a, b in zip(grads, want_grads, strict=True))
+
+
 @pytest.mark.parametrize("backend", attnlab.BACKENDS)
 @pytest.mark.parametrize("with_mask", [False, True])
 def test_learned_bias_gets_its_gradient_on_every_backend(backend, with_mask):

@@ -114,3 +114,33 @@ def test_the_meta_device_gives_shapes_without_data():
     assert out.shape == (2, 3, 130, 4) and out.device.type == "meta"
     out.sum().backward()
     assert q.grad.shape == q.shape and v.grad.device.type == "meta"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_causal_training_without_dropout_takes_the_blocks_and_equals_the_kernel(spy, dtype):
+    """Training on CPU runs start-aligned causal attention by these blocks in every dtype (they
+    beat PyTorch's flash kernel there); inference and other masks keep the kernel."""
+    import torch.nn.functional as F
+
+    from attnlab import scaled_dot_product_attention
+
+    calls = spy(causal_blocks)
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 3, 90, 8, generator=g).to(dtype).requires_grad_() for _ in "qkv")
+    out, _ = scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
+                                          dropout=0.1, training=False)  # fmt: skip
+    assert len(calls) == 1
+    want = F.scaled_dot_product_attention(*(t.double() for t in (q, k, v)), is_causal=True)
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    torch.testing.assert_close(out.double(), want, **tol)
+    grad = torch.randn(out.shape, generator=g).to(dtype)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), grad),
+                    torch.autograd.grad(want, (q, k, v), grad.double()), strict=True):  # fmt: skip
+        torch.testing.assert_close(a.double(), b.double(), **tol)
+    with torch.no_grad():  # inference: the kernel
+        scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start")
+    padding = torch.ones(2, 90, dtype=torch.bool)
+    padding[1, -5:] = False
+    scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
+                                 attention_mask=padding)  # fmt: skip
+    assert len(calls) == 1

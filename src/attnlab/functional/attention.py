@@ -235,7 +235,7 @@ def _choose(
     if selected == "auto":
         if not on_cpu:
             return "portable", f"auto on {q.device.type}"
-        if portable.explicit_softmax_is_faster(q, k, v) and not need_weights:
+        if portable.explicit_softmax_is_faster(q, k, v, bias) and not need_weights:
             return "portable", f"autograd in {q.dtype}: the explicit softmax beats the kernel"
         if need_weights and not observe.wants_attention():
             return "blocked", "need_weights=True, weights written block by block"

@@ -6,7 +6,7 @@ held for backward or dropped out (a quarter of the square at 128 positions, near
 contexts). For each block, with M the dropout's keep mask (0/1) and s = 1/(1 − p'):
 
     S = triangle + scale·q·kᵀ          (N, rows, seen)   the triangle is −inf above the diagonal
-    W = softmax(S)                     in place of S
+    W = softmax(S)
     out[rows] = s·(W ⊙ M)·v            (N, rows, d_v)
 
 and backward, from g = ∂L/∂out[rows]:
@@ -16,7 +16,7 @@ and backward, from g = ∂L/∂out[rows]:
     dq[rows] = scale·dS·k              dk += scale·dSᵀ·q[rows]
 
 Only W and M's 16-bit random numbers are kept for backward, where autograd would keep W, the
-float mask and W ⊙ M; the softmax and its gradient run in place, and the dropout scale is
+float mask and W ⊙ M; the softmax's gradient runs in place, and the dropout scale is
 applied to the (N, rows, d) outputs, not to the (N, rows, seen) weights. Forward + backward on
 views of a (32, T, 3·192) Q/K/V projection, one thread, against the same blocks through
 autograd (``python -m benchmarks.training --parts``): float32, T = 128, dropout 0.1: 26.9 ms
@@ -72,7 +72,7 @@ class _CausalBlocks(torch.autograd.Function):
         for r0, r1, seen in _blocks(q.shape[1], k.shape[1]):
             triangle = future(r0, r1 - r0, seen, q.dtype, q.device)  # (rows, seen)
             w = torch.baddbmm(triangle, q[:, r0:r1], k[:, :seen].transpose(1, 2), alpha=scale)
-            w = _softmax_(w)  # (N, rows, seen)
+            w = _softmax(w)  # (N, rows, seen)
             saved.append(w)
             if p > 0:
                 bits = random16(w.shape, w.device)
@@ -147,19 +147,18 @@ def _add_bmm(total: Tensor, seen: int, a: Tensor, b: Tensor, alpha: float = 1.0)
         total[:, :seen].add_(torch.bmm(a, b), alpha=alpha)
 
 
-def _softmax_(s: Tensor) -> Tensor:
-    """softmax over the last dimension, in place on CPU (its kernel finishes reading a row
-    before writing it), computed in float32 for half precision."""
-    if s.device.type in ("cpu", "meta"):
-        return torch.ops.aten._softmax.out(s, -1, False, out=s)
-    return torch.softmax(s, dim=-1, dtype=torch.promote_types(s.dtype, torch.float32)).to(s.dtype)
+def _softmax(s: Tensor) -> Tensor:
+    """softmax over the last dimension. PyTorch accumulates half precision in float32: the
+    result equals the float32 softmax rounded to s's dtype, without a float32 copy."""
+    return torch.softmax(s, dim=-1)
 
 
 def _softmax_grad_(dw: Tensor, w: Tensor) -> Tensor:
     """The gradient of the scores under w = softmax(s), from dw = ∂L/∂w: w ⊙ (dw − rowsum(dw ⊙
-    w)), in place of dw on CPU."""
-    if dw.device.type in ("cpu", "meta"):
-        return torch.ops.aten._softmax_backward_data.out(dw, w, -1, w.dtype, grad_input=dw)
-    wide = torch.promote_types(w.dtype, torch.float32)
-    dw_, w_ = dw.to(wide), w.to(wide)
+    w)); in place of dw in float32 and float64, through float32 for half precision (its
+    rounding would otherwise leave ~2× the error)."""
+    if dw.dtype in (torch.float32, torch.float64):
+        dw.mul_(w)  # dw ⊙ w
+        return dw.addcmul_(w, dw.sum(dim=-1, keepdim=True), value=-1)
+    dw_, w_ = dw.float(), w.float()
     return (w_ * (dw_ - (dw_ * w_).sum(dim=-1, keepdim=True))).to(w.dtype)

@@ -91,7 +91,7 @@ def sdpa(
     if is_causal and added is not None:  # PyTorch refuses a mask together with is_causal
         added = bias.dense(q.dtype, q.device, n_lead=n_lead)
         is_causal = False
-    if dropout > 0 or explicit_softmax_is_faster(q, k, v):
+    if dropout > 0 or explicit_softmax_is_faster(q, k, v, bias):
         out = _explicit(q, k, v, added, is_causal, scale, dropout)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=added, is_causal=is_causal,
@@ -105,15 +105,22 @@ def sdpa(
     return torch.where(seen, out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
-def explicit_softmax_is_faster(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    """Training in half precision on CPU: PyTorch's flash kernel took 3.5× as long as the
-    explicit softmax for forward + backward in bfloat16 ((32, 4, 128, 48), causal, 1 thread:
-    46.2 vs 13.5 ms; float32: 24.9 vs 25.9 ms, so float32 keeps the kernel; python -m
-    benchmarks.training --parts)."""
-    return (
-        q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
-        and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
-    )  # fmt: skip
+def explicit_softmax_is_faster(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias) -> bool:
+    """Training on CPU, where PyTorch's flash kernel loses to the explicit softmax. Forward +
+    backward on views of a (32, T, 3·192) Q/K/V projection, 4 heads, causal
+    (``python -m benchmarks.training --parts`` and docs/benchmarks.md):
+
+    * in half precision always: bfloat16, T = 128, one thread: 47.9 ms against 11.2;
+    * start-aligned causal attention with nothing else added, in any dtype, by
+      :mod:`attnlab.functional.causal_blocks`: float32, two threads, T = 128: 15.8 ms against
+      13.7; T = 512: 207 against 171 (one thread, T = 128: 26.1 against 25.8)."""
+    if q.device.type != "cpu" or not torch.is_grad_enabled():
+        return False
+    if not (q.requires_grad or k.requires_grad or v.requires_grad):
+        return False
+    is_causal, rest = bias.split_start_causal()
+    blocks = is_causal and rest.is_empty and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+    return blocks or q.dtype in (torch.bfloat16, torch.float16)
 
 
 def _explicit(

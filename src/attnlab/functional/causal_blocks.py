@@ -19,8 +19,8 @@ Only W and M's 16-bit random numbers are kept for backward, where autograd would
 float mask and W ⊙ M; the softmax's gradient runs in place, and the dropout scale is
 applied to the (N, rows, d) outputs, not to the (N, rows, seen) weights. Forward + backward on
 views of a (32, T, 3·192) Q/K/V projection, one thread, against the same blocks through
-autograd (``python -m benchmarks.training --parts``): float32, T = 128, dropout 0.1: 26.9 ms
-against 27.9; bfloat16: 16.1 against 20.7; float32, T = 512: 262 against 330.
+autograd (``python -m benchmarks.training --parts``): float32, T = 128, dropout 0.1: 24.5 ms
+against 26.7; T = 512: 267 against 347; bfloat16 about equal (18.8 against 19.1).
 
 Dimension legend: N batch × heads, Lq queries, Lk keys, d_k / d_v head sizes.
 """

@@ -110,10 +110,10 @@ def explicit_softmax_is_faster(q: Tensor, k: Tensor, v: Tensor, bias: AttentionB
     backward on views of a (32, T, 3·192) Q/K/V projection, 4 heads, causal
     (``python -m benchmarks.training --parts`` and docs/benchmarks.md):
 
-    * in half precision always: bfloat16, T = 128, one thread: 47.9 ms against 11.2;
+    * in half precision always: bfloat16, T = 128, one thread: 50.9 ms against 14.8;
     * start-aligned causal attention with nothing else added, in any dtype, by
-      :mod:`attnlab.functional.causal_blocks`: float32, two threads, T = 128: 15.8 ms against
-      13.7; T = 512: 207 against 171 (one thread, T = 128: 26.1 against 25.8)."""
+      :mod:`attnlab.functional.causal_blocks`: float32, two threads, T = 128: 15.1–16.5 ms
+      against 12.9–15.8 (three runs); T = 512: 203 against 141."""
     if q.device.type != "cpu" or not torch.is_grad_enabled():
         return False
     if not (q.requires_grad or k.requires_grad or v.requires_grad):

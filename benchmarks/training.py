@@ -3,6 +3,7 @@
     python -m benchmarks.training            # 4 layers, 4 heads, d=192, context 128, batch 32
     python -m benchmarks.training --quick    # a smoke run (tiny model, one repetition)
     python -m benchmarks.training --parts    # attention blocks and dropout masks, one thread
+    python -m benchmarks.training --parts --threads 2
 
 Contenders, same shape (d_ff = 4·d), dropout 0.1, vocabulary 81, AdamW (lr 1e-3, weight decay
 0.1, PyTorch's default implementation for CPU tensors), gradient clipping at 1.0, one fixed
@@ -189,7 +190,7 @@ def step_function(model: nn.Module, loss_of: Callable[[Tensor, Tensor], Tensor],
 def _autograd_attention(q: Tensor, k: Tensor, v: Tensor, p: float, rows: int) -> Tensor:
     """Causal attention with dropout through autograd's own operations, by blocks of ``rows``
     query rows (rows ≥ T: the whole square): what attnlab ran before its own backward."""
-    from attnlab.functional.causal_blocks import future
+    from attnlab.functional.causal_blocks import causal_triangle
     from attnlab.functional.dropout import dropout as dropout_fn
 
     T = q.shape[-2]
@@ -197,7 +198,7 @@ def _autograd_attention(q: Tensor, k: Tensor, v: Tensor, p: float, rows: int) ->
     blocks = []
     for r0 in range(0, T, rows):
         r1 = min(T, r0 + rows)
-        s = torch.baddbmm(future(r0, r1 - r0, r1, q.dtype, q.device), q3[:, r0:r1],
+        s = torch.baddbmm(causal_triangle(r0, r1 - r0, r1, q.dtype, q.device), q3[:, r0:r1],
                           k3[:, :r1].transpose(1, 2), alpha=q.shape[-1] ** -0.5)  # fmt: skip
         w = torch.softmax(s, dim=-1, dtype=torch.float32).to(v.dtype)
         blocks.append(torch.bmm(dropout_fn(w, p), v3[:, :r1]))
@@ -223,16 +224,16 @@ def _attention_step(route: str, inputs: tuple[Tensor, ...], grad: Tensor, p: flo
     return run
 
 
-def parts(reps: int) -> None:
-    """On one thread: forward + backward of causal attention on views of a (32, T, 3·192) Q/K/V
-    projection, through autograd's operations over the whole square and by blocks of 64 query
-    rows, through attnlab's blocks with their own backward, and without dropout also PyTorch's
-    kernel (``F.scaled_dot_product_attention``); and dropout of (32, 128, 192) with a bool
-    mask + ``where`` against the comparison written into float32."""
+def parts(reps: int, threads: int = 1) -> None:
+    """On ``threads`` threads: forward + backward of causal attention on views of a
+    (32, T, 3·192) Q/K/V projection, through autograd's operations over the whole square and
+    by blocks of 64 query rows, through attnlab's blocks with their own backward, and without
+    dropout also PyTorch's kernel (``F.scaled_dot_product_attention``); and dropout of
+    (32, 128, 192) with a bool mask + ``where`` against the comparison written into float32."""
     from attnlab.functional.dropout import dropout as dropout_fn
     from attnlab.functional.dropout import dropout_scale, keep_mask
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     routes = {
         "kernel": "PyTorch's kernel",
         "whole": "autograd, whole square",
@@ -242,7 +243,8 @@ def parts(reps: int) -> None:
     print("| case | " + " | ".join(routes.values()) + " |")
     print("|---" * (len(routes) + 1) + "|")
     cases = ((torch.float32, 128, 0.1), (torch.bfloat16, 128, 0.1), (torch.float32, 512, 0.1),
-             (torch.float32, 128, 0.0), (torch.bfloat16, 128, 0.0))  # fmt: skip
+             (torch.float32, 128, 0.0), (torch.bfloat16, 128, 0.0),
+             (torch.float32, 512, 0.0))  # fmt: skip
     for dtype, T, p in cases:
         g = torch.Generator().manual_seed(0)
         qkv = torch.randn(32, T, 3 * 192, generator=g, dtype=dtype)
@@ -260,8 +262,8 @@ def parts(reps: int) -> None:
         "one pass": lambda: dropout_fn(x, 0.1),
     }  # fmt: skip
     t = {n: statistics.median(ts) * 1e3 for n, ts in interleaved_times(masks, reps).items()}
-    print(f"| dropout of (32, 128, 192): bool mask + where, then one-pass mask | | "
-          f"{t['bool + where']:.2f} ms | {t['one pass']:.2f} ms | |")  # fmt: skip
+    print("\n| dropout of (32, 128, 192) | bool mask + where | one-pass mask |\n|---|---|---|")
+    print(f"| random draws included | {t['bool + where']:.2f} ms | {t['one pass']:.2f} ms |")
 
 
 def _timed_step(step: Callable[[], None]) -> tuple[float, int]:
@@ -301,13 +303,15 @@ def isolated_rounds(s: Shape, reps: int) -> dict[str, list[tuple[float, int]]]:
         ours, theirs = context.Pipe()
         process = context.Process(target=_worker, args=(name, s, theirs), daemon=True)
         process.start()
+        theirs.close()  # the worker holds its end: if it dies, recv() here raises EOFError
         workers[name] = (process, ours)
     try:
         for _, conn in workers.values():
             conn.recv()  # "ready"
         rounds: dict[str, list[tuple[float, int]]] = {name: [] for name in NAMES}
-        for _ in range(reps):
-            for name, (_, conn) in workers.items():
+        for r in range(reps):  # each round starts one contender later: no fixed neighbours
+            for name in NAMES[r % len(NAMES) :] + NAMES[: r % len(NAMES)]:
+                conn = workers[name][1]
                 conn.send(True)
                 rounds[name].append(conn.recv())
         return rounds
@@ -325,11 +329,12 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         action="store_true",
-        help="only the attention blocks and dropout masks, on one thread",
+        help="only the attention blocks and dropout masks (one thread unless --threads)",
     )
+    parser.add_argument("--threads", type=int, default=1, help="threads for --parts")
     args = parser.parse_args()
     if args.parts:
-        parts(3 if args.quick else args.reps)
+        parts(3 if args.quick else args.reps, args.threads)
         return
     s = QUICK if args.quick else PRESET
     reps = 1 if args.quick else args.reps

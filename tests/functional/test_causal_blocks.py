@@ -116,8 +116,11 @@ def test_the_meta_device_gives_shapes_without_data():
     assert q.grad.shape == q.shape and v.grad.device.type == "meta"
 
 
+@pytest.mark.parametrize("alignment", [{"causal_alignment": "start"}, {}])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_causal_training_without_dropout_takes_the_blocks_and_equals_the_kernel(spy, dtype):
+def test_causal_training_without_dropout_takes_the_blocks_and_equals_the_kernel(
+    spy, dtype, alignment
+):
     """Training on CPU runs start-aligned causal attention by these blocks in every dtype (they
     beat PyTorch's flash kernel there); inference and other masks keep the kernel."""
     import torch.nn.functional as F
@@ -127,9 +130,8 @@ def test_causal_training_without_dropout_takes_the_blocks_and_equals_the_kernel(
     calls = spy(causal_blocks)
     g = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(2, 3, 90, 8, generator=g).to(dtype).requires_grad_() for _ in "qkv")
-    out, _ = scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
-                                          dropout=0.1, training=False)  # fmt: skip
-    assert len(calls) == 1
+    out, _ = scaled_dot_product_attention(q, k, v, causal=True, **alignment)
+    assert len(calls) == 1  # the default (end-aligned, as many queries as keys) too
     want = F.scaled_dot_product_attention(*(t.double() for t in (q, k, v)), is_causal=True)
     tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
     torch.testing.assert_close(out.double(), want, **tol)
@@ -138,9 +140,82 @@ def test_causal_training_without_dropout_takes_the_blocks_and_equals_the_kernel(
                     torch.autograd.grad(want, (q, k, v), grad.double()), strict=True):  # fmt: skip
         torch.testing.assert_close(a.double(), b.double(), **tol)
     with torch.no_grad():  # inference: the kernel
-        scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start")
+        scaled_dot_product_attention(q, k, v, causal=True, **alignment)
     padding = torch.ones(2, 90, dtype=torch.bool)
     padding[1, -5:] = False
-    scaled_dot_product_attention(q, k, v, causal=True, causal_alignment="start",
-                                 attention_mask=padding)  # fmt: skip
+    scaled_dot_product_attention(q, k, v, causal=True, attention_mask=padding, **alignment)
     assert len(calls) == 1
+
+
+def test_float32_inputs_under_autocast_are_cast_as_autocast_would():
+    """q, k and v made in float32 (e.g. after a position encoding computed in float32) under
+    bfloat16 autocast: the blocks run in bfloat16 and the gradients reach the float32 leaves."""
+    q, k, v = (t.detach().float().requires_grad_() for t in _inputs((2, 2), 70, 70, 8, 8, 9))
+    grad = torch.randn(2, 2, 70, 8, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(2)
+    want = causal_blocks(q, k, v, 8**-0.5, 0.2)
+    want_grads = torch.autograd.grad(want, (q, k, v), grad)
+    torch.manual_seed(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = causal_blocks(q, k, v, 8**-0.5, 0.2)
+    assert got.dtype == torch.bfloat16
+    got_grads = torch.autograd.grad(got, (q, k, v), grad.bfloat16())
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, atol=6e-2, rtol=6e-2)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_only_the_gradients_asked_for_are_computed_on_both_routes(p):
+    """Only k requires grad: the fast backward and the create_graph one give the same dk, and
+    the formula's (float64)."""
+    q, k, v = _inputs((3,), 80, 80, 4, 5, seed=12)
+    q, v = q.detach(), v.detach()
+    grad = torch.randn(3, 80, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(8)
+    (fast,) = torch.autograd.grad(causal_blocks(q, k, v, 0.5, p), k, grad)
+    torch.manual_seed(8)
+    (twice,) = torch.autograd.grad(causal_blocks(q, k, v, 0.5, p), k, grad, create_graph=True)
+    torch.manual_seed(8)
+    kept = causal_blocks(q, k.detach(), torch.eye(80, dtype=torch.float64).expand(3, 80, 80),
+                         0.5, p) != 0  # fmt: skip
+    below = torch.ones(80, 80, dtype=torch.bool).tril()
+    scores = (q @ k.transpose(-2, -1) * 0.5).masked_fill(~below, -math.inf)
+    want = (torch.softmax(scores, -1) * kept * dropout_scale(p)) @ v
+    (expected,) = torch.autograd.grad(want, k, grad)
+    torch.testing.assert_close(fast, expected, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(twice, expected, atol=1e-12, rtol=1e-12)
+
+
+def test_torch_func_grad_goes_through_autograds_operations():
+    """torch.func.grad (functorch) cannot run a Function without setup_context: the same blocks
+    then go through autograd's operations, with the same answer."""
+    q, k, v = _inputs((2,), 70, 70, 3, 3, seed=13)
+
+    def loss(q):
+        torch.manual_seed(3)
+        return causal_blocks(q, k.detach(), v.detach(), 0.6, 0.2).square().sum()
+
+    got = torch.func.grad(loss)(q.detach())
+    (want,) = torch.autograd.grad(loss(q), q)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("p", [1.0, 1 - 1e-9])
+def test_p_one_keeps_nothing_draws_nothing_and_has_zero_gradients(p):
+    q, k, v = _inputs((2,), 70, 70, 3, 3, seed=14)
+    state = torch.get_rng_state()
+    out = causal_blocks(q, k, v, 0.6, p)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(out, torch.zeros_like(out))
+    for g in torch.autograd.grad(out.sum(), (q, k, v)):
+        assert torch.equal(g, torch.zeros_like(g))
+
+
+def test_no_queries_give_an_empty_output():
+    q, k, v = torch.ones(2, 0, 4, requires_grad=True), torch.ones(2, 5, 4), torch.ones(2, 5, 3)
+    out = causal_blocks(q, k, v, 0.5, 0.1)
+    assert out.shape == (2, 0, 3)
+    out.sum().backward()
+    assert q.grad.shape == q.shape

@@ -168,6 +168,9 @@ def test_a_p_that_is_not_a_probability_is_refused_by_name(p):
 @pytest.mark.parametrize("p", [1.0, 1 - 1e-9])
 def test_p_one_drops_everything_as_torch_does(p):
     x = torch.randn(64, requires_grad=True)
+    state = torch.get_rng_state()
+    dropout(x, p), keep_mask((64,), p), dropout_add(x, x, p)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing to draw
     torch.testing.assert_close(dropout(x, p), F.dropout(x.detach(), 1.0))
     assert not keep_mask((64,), p).any()
     residual = torch.randn(64)

@@ -152,6 +152,10 @@ def scaled_dot_product_attention(
     return AttentionResult(out, weights)
 
 
+def _needs_grad(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+
+
 def flash_layout(q: Tensor, k: Tensor, v: Tensor) -> bool:
     """Inputs PyTorch's CPU flash kernel computes correctly when called directly: d_k = d_v,
     nothing empty (it kills the process with SIGFPE), and unit stride along the head dimension
@@ -186,6 +190,7 @@ def _plain_flash(
         and is_common_case(q, k, v, None, scale, dropout)
         and flash_layout(q, k, v)
         and (not causal or q.shape[-2] == 1 or q.shape[-2] == k.shape[-2])
+        and not (causal and q.shape[-2] > 1 and _needs_grad(q, k, v))  # training: causal blocks
         and q.device.type == "cpu"
         and not observe.active_observers()
         and current_backend() == "auto"
@@ -235,8 +240,9 @@ def _choose(
     if selected == "auto":
         if not on_cpu:
             return "portable", f"auto on {q.device.type}"
-        if portable.explicit_softmax_is_faster(q, k, v, bias) and not need_weights:
-            return "portable", f"autograd in {q.dtype}: the explicit softmax beats the kernel"
+        why = None if need_weights else portable.explicit_training(q, k, v, bias)
+        if why is not None:
+            return "portable", why
         if need_weights and not observe.wants_attention():
             return "blocked", "need_weights=True, weights written block by block"
         if not fusable or mask_grad or flash_cpu_kernel() is None:

@@ -1,5 +1,5 @@
 """Start-aligned causal attention with dropout by blocks of query rows, with its own backward:
-what a GPT's training step runs on CPU (and bfloat16 training without dropout).
+what a GPT's training step runs on CPU, with or without dropout, in every dtype.
 
 Query rows [r0, r1) see keys [0, r1) only, so nothing above the diagonal blocks is computed,
 held for backward or dropped out (a quarter of the square at 128 positions, nearly half at long
@@ -18,15 +18,17 @@ and backward, from g = ∂L/∂out[rows]:
 Only W and M's 16-bit random numbers are kept for backward, where autograd would keep W, the
 float mask and W ⊙ M; the softmax's gradient runs in place, and the dropout scale is
 applied to the (N, rows, d) outputs, not to the (N, rows, seen) weights. Forward + backward on
-views of a (32, T, 3·192) Q/K/V projection, one thread, against the same blocks through
-autograd (``python -m benchmarks.training --parts``): float32, T = 128, dropout 0.1: 24.5 ms
-against 26.7; T = 512: 267 against 347; bfloat16 about equal (18.8 against 19.1).
+views of a (32, T, 3·192) Q/K/V projection against the same blocks through autograd
+(``python -m benchmarks.training --parts``, one thread): float32, T = 128, dropout 0.1: 24.5 ms
+against 26.7; T = 512: 267 against 347; bfloat16 about equal (18.8 against 19.1). Without
+dropout they beat PyTorch's flash kernel in training (two threads, T = 512: 123 against 174 ms).
 
 Dimension legend: N batch × heads, Lq queries, Lk keys, d_k / d_v head sizes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -34,24 +36,38 @@ from torch import Tensor
 
 from attnlab.functional.dropout import dropout_scale, kept_from_bits, random16
 
-__all__ = ["causal_blocks", "future"]
+__all__ = ["causal_blocks", "causal_triangle"]
 
 ROWS = 64  # query rows per block (32 and 128 were slower at 128–512 positions)
 
 
 def causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Tensor:
     """softmax(q·kᵀ·scale + causal triangle), dropout p (:mod:`attnlab.functional.dropout`'s
-    mask) on the weights, times v; key j is visible to query i when j ≤ i. Differentiable once
-    in q, k and v. (…, Lq, d_k) × (…, Lk, d_k) × (…, Lk, d_v) → (…, Lq, d_v); the leading
+    mask) on the weights, times v; key j is visible to query i when j ≤ i. Differentiable in q,
+    k and v, also twice (a second derivative goes through autograd's operations with the same
+    masks). Under autocast q, k and v are cast to its dtype first (the backward runs without
+    autocast). (…, Lq, d_k) × (…, Lk, d_k) × (…, Lk, d_v) → (…, Lq, d_v); the leading
     dimensions of q, k and v are equal."""
     lead, lq, d_v = q.shape[:-2], q.shape[-2], v.shape[-1]
+    dropout_scale(p)  # checks p before any work
+    if lq == 0:
+        return torch.matmul(torch.matmul(q, k.transpose(-2, -1)), v)  # empty, differentiable
     n = math.prod(lead)  # (-1 cannot be inferred when d_k = 0)
     q3, k3, v3 = (t.reshape(n, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)
-    out = _CausalBlocks.apply(q3, k3, v3, scale, p)  # (N, Lq, d_v)
+    device = q.device.type
+    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+    if autocast:  # as autocast would cast the products' inputs
+        low = torch.get_autocast_dtype(device)
+        q3, k3, v3 = (t if t.dtype == torch.float64 else t.to(low) for t in (q3, k3, v3))
+    with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
+        if _functorch_active():  # torch.func transforms need setup_context; autograd's ops
+            out = _autograd_blocks(q3, k3, v3, _draw_bits(q3, k3, p), scale, p)
+        else:
+            out = _CausalBlocks.apply(q3, k3, v3, scale, p)  # (N, Lq, d_v)
     return out.view(*lead, lq, d_v)
 
 
-def future(first: int, rows: int, keys: int, dtype: torch.dtype, device) -> Tensor:
+def causal_triangle(first: int, rows: int, keys: int, dtype: torch.dtype, device) -> Tensor:
     """The additive causal triangle of query rows first … first + rows − 1 (absolute positions)
     over keys 0 … keys − 1: −inf where key j > query i, else 0. (rows, keys)"""
     triangle = torch.full((rows, keys), float("-inf"), dtype=dtype, device=device)
@@ -63,79 +79,119 @@ def _blocks(lq: int, lk: int) -> list[tuple[int, int, int]]:
     return [(r0, min(lq, r0 + ROWS), min(lq, r0 + ROWS, lk)) for r0 in range(0, lq, ROWS)]
 
 
+def _draw_bits(q: Tensor, k: Tensor, p: float) -> list[Tensor | None]:
+    """Each block's 16-bit random numbers (:func:`attnlab.functional.dropout.random16`), drawn
+    in block order; None for every block when nothing is drawn (p = 0, or p' = 1: all dropped)."""
+    blocks = _blocks(q.shape[1], k.shape[1])
+    if p == 0 or dropout_scale(p) == 0:
+        return [None] * len(blocks)
+    return [random16((q.shape[0], r1 - r0, seen), q.device) for r0, r1, seen in blocks]
+
+
+def _scores(q: Tensor, k: Tensor, r0: int, r1: int, seen: int, scale: float) -> Tensor:
+    """triangle + scale·q[rows]·k[:seen]ᵀ, one GEMM. (N, rows, seen)"""
+    triangle = causal_triangle(r0, r1 - r0, seen, q.dtype, q.device)  # (rows, seen)
+    return torch.baddbmm(triangle, q[:, r0:r1], k[:, :seen].transpose(1, 2), alpha=scale)
+
+
 class _CausalBlocks(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Tensor:
         # q (N, Lq, d_k), k (N, Lk, d_k), v (N, Lk, d_v)
-        keep_scale = dropout_scale(p)  # checks p
-        blocks, saved = [], []
-        for r0, r1, seen in _blocks(q.shape[1], k.shape[1]):
-            triangle = future(r0, r1 - r0, seen, q.dtype, q.device)  # (rows, seen)
-            w = torch.baddbmm(triangle, q[:, r0:r1], k[:, :seen].transpose(1, 2), alpha=scale)
-            w = _softmax(w)  # (N, rows, seen)
-            saved.append(w)
-            if p > 0:
-                bits = random16(w.shape, w.device)
-                saved.append(bits)
-                w = kept_from_bits(bits, p, w.dtype).mul_(w)  # W ⊙ M
+        keep_scale = dropout_scale(p)
+        weights, bits = [], _draw_bits(q, k, p)
+        blocks = []
+        for (r0, r1, seen), block_bits in zip(_blocks(q.shape[1], k.shape[1]), bits, strict=True):
+            w = _softmax(_scores(q, k, r0, r1, seen, scale))  # (N, rows, seen)
+            weights.append(w)
+            if block_bits is not None:
+                w = kept_from_bits(block_bits, p, w.dtype).mul_(w)  # W ⊙ M
             blocks.append(torch.bmm(w, v[:, :seen]))  # (N, rows, d_v)
         out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)  # (N, Lq, d_v)
         if p > 0:
-            out.mul_(keep_scale)
-        ctx.save_for_backward(q, k, v, *saved)
+            out.mul_(keep_scale)  # 0 when p' = 1: nothing is kept
+        ctx.n_blocks = len(blocks)
+        ctx.save_for_backward(q, k, v, *weights, *(b for b in bits if b is not None))
         ctx.scale, ctx.p = scale, p
         return out
 
     @staticmethod
     def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # (N, Lq, d_v)
         q, k, v, *saved = ctx.saved_tensors
+        weights, drawn = saved[: ctx.n_blocks], saved[ctx.n_blocks :]
+        bits = drawn if drawn else [None] * ctx.n_blocks
         scale, p = ctx.scale, ctx.p
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        keep_scale = dropout_scale(p)
+        if keep_scale == 0:  # p' = 1: the output is 0 whatever q, k and v
+            return (*(torch.zeros_like(t) if need else None
+                      for t, need in zip((q, k, v), (need_q, need_k, need_v), strict=True)),
+                    None, None)  # fmt: skip
         if torch.is_grad_enabled():  # create_graph: this gradient will be differentiated
-            return (*_autograd_grads(ctx.needs_input_grad[:3], (q, k, v), saved, d_out, scale, p),
+            return (*_autograd_grads(ctx.needs_input_grad[:3], (q, k, v), bits, d_out, scale, p),
                     None, None)  # fmt: skip
         # ∂L/∂S is linear in ∂L/∂W: the dropout scale s goes onto dv, dq and dk (alpha), not
         # onto a fresh copy of d_out (a fresh tensor costs page faults, ~3 ms for 4 MB on two
         # threads here).
-        keep_scale = dropout_scale(p)
-        per_block = 2 if p > 0 else 1
-        dq_blocks, dk, dv = [], torch.zeros_like(k), torch.zeros_like(v)
-        for i, (r0, r1, seen) in enumerate(_blocks(q.shape[1], k.shape[1])):
-            w = saved[per_block * i]  # (N, rows, seen)
+        dq_blocks = []
+        dk = torch.zeros_like(k) if need_k else None
+        dv = torch.zeros_like(v) if need_v else None
+        for (r0, r1, seen), w, block_bits in zip(_blocks(q.shape[1], k.shape[1]), weights, bits,
+                                                 strict=True):  # fmt: skip
             g = d_out[:, r0:r1]  # (N, rows, d_v)
             dw = torch.bmm(g, v[:, :seen].transpose(1, 2))  # (N, rows, seen): ∂L/∂W ÷ s
             dropped = w
-            if p > 0:
-                kept = kept_from_bits(saved[per_block * i + 1], p, w.dtype)
+            if block_bits is not None:
+                kept = kept_from_bits(block_bits, p, w.dtype)
                 dw.mul_(kept)
                 dropped = kept.mul_(w)  # W ⊙ M
-            _add_bmm(dv, seen, dropped.transpose(1, 2), g, alpha=keep_scale)
+            if need_v:
+                _add_bmm(dv, seen, dropped.transpose(1, 2), g, alpha=keep_scale)
             ds = _softmax_grad_(dw, w)  # ∂L/∂S ÷ s
-            dq_blocks.append(torch.bmm(ds, k[:, :seen]).mul_(scale * keep_scale))  # (N, rows, d_k)
-            _add_bmm(dk, seen, ds.transpose(1, 2), q[:, r0:r1], alpha=scale * keep_scale)
-        dq = dq_blocks[0] if len(dq_blocks) == 1 else torch.cat(dq_blocks, dim=1)
+            if need_q:
+                dq_blocks.append(torch.bmm(ds, k[:, :seen]).mul_(scale * keep_scale))
+            if need_k:
+                _add_bmm(dk, seen, ds.transpose(1, 2), q[:, r0:r1], alpha=scale * keep_scale)
+        dq = None
+        if need_q:  # (N, Lq, d_k)
+            dq = dq_blocks[0] if len(dq_blocks) == 1 else torch.cat(dq_blocks, dim=1)
         return dq, dk, dv, None, None
 
 
-def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], saved: list[Tensor],
+def _autograd_blocks(q: Tensor, k: Tensor, v: Tensor, bits: list[Tensor | None], scale: float,
+                     p: float) -> Tensor:  # fmt: skip
+    """The same blocks through autograd's own operations with the given masks: differentiable
+    any number of times, and under torch.func transforms. (N, Lq, d_v)"""
+    keep_scale = dropout_scale(p)
+    blocks = []
+    for (r0, r1, seen), block_bits in zip(_blocks(q.shape[1], k.shape[1]), bits, strict=True):
+        s = _scores(q, k, r0, r1, seen, scale)
+        w = torch.softmax(s, dim=-1, dtype=torch.promote_types(s.dtype, torch.float32))
+        w = w.to(q.dtype)  # (N, rows, seen)
+        if block_bits is not None:
+            w = w * kept_from_bits(block_bits, p, w.dtype) * keep_scale
+        elif keep_scale == 0:  # p' = 1
+            w = w * 0.0
+        blocks.append(torch.bmm(w, v[:, :seen]))  # (N, rows, d_v)
+    return torch.cat(blocks, dim=1)
+
+
+def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], bits: list[Tensor | None],
                     d_out: Tensor, scale: float, p: float) -> list[Tensor | None]:  # fmt: skip
-    """The gradients of q, k and v (None where not needed) through autograd's own operations,
+    """The gradients of q, k and v (None where not needed) through :func:`_autograd_blocks`
     with the masks drawn in forward: as many derivatives as the caller takes."""
-    q, k, v = qkv
-    bits = saved[1::2] if p > 0 else [None] * len(saved)
     with torch.enable_grad():
-        blocks = []
-        for (r0, r1, seen), block_bits in zip(_blocks(q.shape[1], k.shape[1]), bits, strict=True):
-            triangle = future(r0, r1 - r0, seen, q.dtype, q.device)
-            s = torch.baddbmm(triangle, q[:, r0:r1], k[:, :seen].transpose(1, 2), alpha=scale)
-            w = torch.softmax(s, dim=-1, dtype=torch.promote_types(s.dtype, torch.float32))
-            w = w.to(q.dtype)  # (N, rows, seen)
-            if block_bits is not None:
-                w = w * kept_from_bits(block_bits, p, w.dtype) * dropout_scale(p)
-            blocks.append(torch.bmm(w, v[:, :seen]))  # (N, rows, d_v)
-        out = torch.cat(blocks, dim=1)  # (N, Lq, d_v)
+        out = _autograd_blocks(*qkv, bits, scale, p)
     wanted = [t for t, need in zip(qkv, needed, strict=True) if need]
     grads = iter(torch.autograd.grad(out, wanted, d_out, create_graph=True))
     return [next(grads) if need else None for need in needed]
+
+
+def _functorch_active() -> bool:
+    """True inside torch.func transforms (grad, vjp, vmap), which this Function does not support
+    (it has no setup_context); False where PyTorch does not say."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def _add_bmm(total: Tensor, seen: int, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:

@@ -42,7 +42,8 @@ def dropout_scale(p: float) -> float:
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu"
               ) -> Tensor:  # fmt: skip
     """A bool tensor of ``shape``: each element True (kept) with probability 1 − p'."""
-    _cut(p)  # checked before any draw
+    if _cut(p) == _LEVELS // 2:  # p' = 1 (checks p): nothing is kept, nothing is drawn
+        return torch.zeros(shape, dtype=torch.bool, device=device)
     return kept_from_bits(random16(shape, device), p, torch.bool)
 
 
@@ -86,4 +87,6 @@ def _scaled_mask(x: Tensor, p: float) -> Tensor:
     # where(keep, scale, 0), dropout of (32, 128, 192) took 2.19 ms instead of 1.00 (one
     # thread, random draws included: python -m benchmarks.training --parts).
     scale = dropout_scale(p)  # checks p
+    if scale == 0.0:  # p' = 1: nothing is kept, nothing is drawn
+        return torch.zeros(x.shape, dtype=x.dtype, device=x.device)
     return kept_from_bits(random16(x.shape, x.device), p, x.dtype).mul_(scale)

@@ -21,10 +21,10 @@ from torch import Tensor
 
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import weights_dtype
-from attnlab.functional.causal_blocks import causal_blocks, future
+from attnlab.functional.causal_blocks import causal_blocks, causal_triangle
 from attnlab.functional.dropout import dropout
 
-__all__ = ["attention_rows", "explicit_softmax_is_faster", "sdpa"]
+__all__ = ["attention_rows", "explicit_training", "sdpa"]
 
 _BLOCK_BYTES = 64 * 2**20  # one block of scores
 
@@ -91,7 +91,7 @@ def sdpa(
     if is_causal and added is not None:  # PyTorch refuses a mask together with is_causal
         added = bias.dense(q.dtype, q.device, n_lead=n_lead)
         is_causal = False
-    if dropout > 0 or explicit_softmax_is_faster(q, k, v, bias):
+    if dropout > 0 or explicit_training(q, k, v, bias) is not None:
         out = _explicit(q, k, v, added, is_causal, scale, dropout)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=added, is_causal=is_causal,
@@ -105,22 +105,26 @@ def sdpa(
     return torch.where(seen, out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
-def explicit_softmax_is_faster(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias) -> bool:
-    """Training on CPU, where PyTorch's flash kernel loses to the explicit softmax. Forward +
-    backward on views of a (32, T, 3·192) Q/K/V projection, 4 heads, causal
-    (``python -m benchmarks.training --parts`` and docs/benchmarks.md):
+def explicit_training(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias) -> str | None:
+    """Why training on CPU takes the explicit route instead of PyTorch's flash kernel, or None
+    where the kernel is faster. Forward + backward on views of a (32, T, 3·192) Q/K/V
+    projection, 4 heads, causal (``python -m benchmarks.training --parts``, docs/benchmarks.md):
 
-    * in half precision always: bfloat16, T = 128, one thread: 50.9 ms against 14.8;
     * start-aligned causal attention with nothing else added, in any dtype, by
-      :mod:`attnlab.functional.causal_blocks`: float32, two threads, T = 128: 15.1–16.5 ms
-      against 12.9–15.8 (three runs); T = 512: 203 against 141."""
+      :mod:`attnlab.functional.causal_blocks`: float32 without dropout, two threads
+      (``--parts --threads 2``), T = 128: 11.4 ms against the kernel's 15.2; T = 512: 123
+      against 174 (a whole GPT training step at T = 512 took 1.18× as long through the kernel);
+    * other masks in half precision: bfloat16, T = 128, one thread: 14.8 ms against 50.9."""
     if q.device.type != "cpu" or not torch.is_grad_enabled():
-        return False
+        return None
     if not (q.requires_grad or k.requires_grad or v.requires_grad):
-        return False
+        return None
     is_causal, rest = bias.split_start_causal()
-    blocks = is_causal and rest.is_empty and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
-    return blocks or q.dtype in (torch.bfloat16, torch.float16)
+    if is_causal and rest.is_empty and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        return "causal training: attnlab's causal blocks beat the kernel"
+    if q.dtype in (torch.bfloat16, torch.float16):
+        return f"training in {q.dtype}: the explicit softmax beats the kernel"
+    return None
 
 
 def _explicit(
@@ -130,15 +134,15 @@ def _explicit(
     """softmax(q·kᵀ·scale + bias), dropout p on the weights, times v: what PyTorch's SDPA runs
     on CPU when dropout is on (its math route), with the dropout mask drawn from random bits
     (:mod:`attnlab.functional.dropout`), a fraction of ``bernoulli_``'s cost. The softmax runs
-    in float32 for half-precision inputs. Differentiable (start-aligned causal attention once:
-    :mod:`attnlab.functional.causal_blocks` has its own backward).
+    in float32 for half-precision inputs. Differentiable (start-aligned causal attention through
+    :mod:`attnlab.functional.causal_blocks`, which has its own backward).
     (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v)."""
     if is_causal and added is None and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.shape[-2]:
         return causal_blocks(q, k, v, scale, p)
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (…, Lq, Lk)
     if is_causal:  # start-aligned: −inf where key j > query i
         lq, lk = q.shape[-2], k.shape[-2]
-        scores.add_(future(0, lq, lk, q.dtype, q.device))
+        scores.add_(causal_triangle(0, lq, lk, q.dtype, q.device))
     if added is not None:
         scores.add_(added)
         # A row that sees no key would give NaN weights, and NaN gradients even where the

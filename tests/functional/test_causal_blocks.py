@@ -71,9 +71,12 @@ def test_the_backward_equals_finite_differences(p):
     assert torch.autograd.gradcheck(attention, (q, k, v), atol=1e-8, rtol=1e-6)
 
 
-def test_bfloat16_under_autocast_follows_float32():
+@pytest.mark.parametrize("made_in", [torch.bfloat16, torch.float32])
+def test_bfloat16_under_autocast_follows_float32(made_in):
     """bfloat16 training runs the same blocks in bfloat16 (the softmax computed in float32):
-    within bfloat16's rounding of the float32 result, gradients included."""
+    within bfloat16's rounding of the float32 result, gradients included; also for q, k and v
+    made in float32 under autocast (e.g. after a position encoding computed in float32), which
+    are cast as autocast would cast them, their gradients reaching the float32 leaves."""
     q, k, v = (t.detach().float().requires_grad_() for t in _inputs((2, 2), 100, 100, 8, 8, 6))
     grad = torch.randn(2, 2, 100, 8, generator=torch.Generator().manual_seed(2))
     torch.manual_seed(4)
@@ -81,11 +84,12 @@ def test_bfloat16_under_autocast_follows_float32():
     want_grads = torch.autograd.grad(want, (q, k, v), grad)
     torch.manual_seed(4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = causal_blocks(*(t.bfloat16() for t in (q, k, v)), 8**-0.5, 0.2)
+        got = causal_blocks(*(t.to(made_in) for t in (q, k, v)), 8**-0.5, 0.2)
     assert got.dtype == torch.bfloat16
     got_grads = torch.autograd.grad(got, (q, k, v), grad.bfloat16())
     torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
     for a, b in zip(got_grads, want_grads, strict=True):
+        assert a.dtype == torch.float32
         torch.testing.assert_close(a, b, atol=6e-2, rtol=6e-2)
 
 
@@ -145,25 +149,6 @@ def test_causal_training_without_dropout_takes_the_blocks_and_equals_the_kernel(
     padding[1, -5:] = False
     scaled_dot_product_attention(q, k, v, causal=True, attention_mask=padding, **alignment)
     assert len(calls) == 1
-
-
-def test_float32_inputs_under_autocast_are_cast_as_autocast_would():
-    """q, k and v made in float32 (e.g. after a position encoding computed in float32) under
-    bfloat16 autocast: the blocks run in bfloat16 and the gradients reach the float32 leaves."""
-    q, k, v = (t.detach().float().requires_grad_() for t in _inputs((2, 2), 70, 70, 8, 8, 9))
-    grad = torch.randn(2, 2, 70, 8, generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(2)
-    want = causal_blocks(q, k, v, 8**-0.5, 0.2)
-    want_grads = torch.autograd.grad(want, (q, k, v), grad)
-    torch.manual_seed(2)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = causal_blocks(q, k, v, 8**-0.5, 0.2)
-    assert got.dtype == torch.bfloat16
-    got_grads = torch.autograd.grad(got, (q, k, v), grad.bfloat16())
-    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=3e-2)
-    for a, b in zip(got_grads, want_grads, strict=True):
-        assert a.dtype == torch.float32
-        torch.testing.assert_close(a, b, atol=6e-2, rtol=6e-2)
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3])

@@ -50,6 +50,7 @@ from attnlab.functional.checks import (
     default_scale,
     is_common_case,
     leading_shape,
+    needs_grad,
 )
 from attnlab.functional.padded import padded_flash, prefix_lengths
 from attnlab.functional.reference import reference_attention
@@ -137,8 +138,8 @@ def scaled_dot_product_attention(
         observe.emit_step("q", q)  # inside a module the module reports its own q
     observe.emit_step("k", k)
     observe.emit_step("v", v)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *bias.learned))
-    route, why = _choose(q, k, v, bias, drop, need_weights, needs_grad)
+    with_grad = needs_grad(q, k, v, *bias.learned)
+    route, why = _choose(q, k, v, bias, drop, need_weights, with_grad)
     # The reference kernel is exact for NaN/±inf; the fast ones are not (the flash kernel zeroes
     # a row of NaN scores, products add 0·NaN from hidden keys). Elsewhere the check would sync.
     if route != "reference" and q.device.type == "cpu" and not all_finite(q, k, v, *bias.learned):
@@ -150,10 +151,6 @@ def scaled_dot_product_attention(
         observe.emit_step("weights", weights)
     observe.emit_step("context", out)
     return AttentionResult(out, weights)
-
-
-def _needs_grad(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    return torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
 
 
 def flash_layout(q: Tensor, k: Tensor, v: Tensor) -> bool:
@@ -190,7 +187,7 @@ def _plain_flash(
         and is_common_case(q, k, v, None, scale, dropout)
         and flash_layout(q, k, v)
         and (not causal or q.shape[-2] == 1 or q.shape[-2] == k.shape[-2])
-        and not (causal and q.shape[-2] > 1 and _needs_grad(q, k, v))  # training: causal blocks
+        and not (causal and q.shape[-2] > 1 and needs_grad(q, k, v))  # training: causal blocks
         and q.device.type == "cpu"
         and not observe.active_observers()
         and current_backend() == "auto"
@@ -221,22 +218,22 @@ def _choose(
     bias: AttentionBias,
     drop: float,
     need_weights: bool,
-    needs_grad: bool,
+    with_grad: bool,
 ) -> tuple[str, str]:
     """(route, why) for these inputs on the selected backend."""
     selected = current_backend()
     if selected == "reference":
         return "reference", "backend 'reference' selected"
-    if need_weights and needs_grad:
+    if need_weights and with_grad:
         return "reference", "need_weights with autograd"
     if need_weights and drop > 0:
         return "reference", f"need_weights with dropout={drop} in training"
-    if bias.softcap is not None and (needs_grad or drop > 0):
-        why = "autograd" if needs_grad else f"dropout={drop} in training"
+    if bias.softcap is not None and (with_grad or drop > 0):
+        why = "autograd" if with_grad else f"dropout={drop} in training"
         return "reference", f"softcap with {why} (PyTorch's SDPA has no softcap)"
     on_cpu = q.device.type == "cpu"
     fusable = drop == 0.0 and bias.softcap is None and flash_layout(q, k, v)
-    mask_grad = needs_grad and any(t.requires_grad for t in bias.learned)
+    mask_grad = with_grad and any(t.requires_grad for t in bias.learned)
     if selected == "auto":
         if not on_cpu:
             return "portable", f"auto on {q.device.type}"
@@ -251,8 +248,8 @@ def _choose(
             "PyTorch CPU flash kernel, need_weights=False"
         )  # fmt: skip
     if selected == "blocked":
-        if needs_grad or drop > 0 or q.device.type == "meta":
-            why = "autograd" if needs_grad else "dropout" if drop > 0 else "values (meta device)"
+        if with_grad or drop > 0 or q.device.type == "meta":
+            why = "autograd" if with_grad else "dropout" if drop > 0 else "values (meta device)"
             return "portable", f"the blocked kernel has no {why}"
         return "blocked", "backend 'blocked' selected"
     if selected == "flash-cpu":
@@ -347,7 +344,7 @@ def _run_portable(
         out = portable.sdpa(q, k, v, bias, scale=scale, dropout=drop)
         _report(q, k, v, bias, scale)
         return out, None
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+    if needs_grad(q, k, v):
         raise AssertionError("routes with autograd never reach the blocked portable kernel")
     lead, q4, k4, v4 = _views4(q, k, v, bias)
     b4 = _bias4(bias, lead, q.device)

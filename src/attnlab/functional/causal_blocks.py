@@ -162,18 +162,14 @@ def _autograd_blocks(q: Tensor, k: Tensor, v: Tensor, bits: list[Tensor | None],
                      p: float) -> Tensor:  # fmt: skip
     """The same blocks through autograd's own operations with the given masks: differentiable
     any number of times, and under torch.func transforms. (N, Lq, d_v)"""
-    keep_scale = dropout_scale(p)
     blocks = []
     for (r0, r1, seen), block_bits in zip(_blocks(q.shape[1], k.shape[1]), bits, strict=True):
-        s = _scores(q, k, r0, r1, seen, scale)
-        w = torch.softmax(s, dim=-1, dtype=torch.promote_types(s.dtype, torch.float32))
-        w = w.to(q.dtype)  # (N, rows, seen)
+        w = _softmax(_scores(q, k, r0, r1, seen, scale))  # (N, rows, seen)
         if block_bits is not None:
-            w = w * kept_from_bits(block_bits, p, w.dtype) * keep_scale
-        elif keep_scale == 0:  # p' = 1
-            w = w * 0.0
+            w = w * kept_from_bits(block_bits, p, w.dtype)  # W ⊙ M
         blocks.append(torch.bmm(w, v[:, :seen]))  # (N, rows, d_v)
-    return torch.cat(blocks, dim=1)
+    out = torch.cat(blocks, dim=1)  # (N, Lq, d_v)
+    return out * dropout_scale(p) if p > 0 else out  # 0 when p' = 1, as in forward
 
 
 def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], bits: list[Tensor | None],

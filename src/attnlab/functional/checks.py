@@ -18,6 +18,7 @@ __all__ = [
     "default_scale",
     "is_common_case",
     "leading_shape",
+    "needs_grad",
 ]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -58,6 +59,12 @@ def all_finite(*tensors: Tensor | None) -> bool:
         half = t.dtype in (torch.float16, torch.bfloat16)
         total += float(t.sum(dtype=torch.float32) if half else t.sum())  # inf − inf is NaN too
     return math.isfinite(total)
+
+
+def needs_grad(*tensors: Tensor) -> bool:
+    """True when autograd will record an operation on these tensors: grad mode on and one of
+    them requires grad."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def default_scale(d_k: int) -> float:

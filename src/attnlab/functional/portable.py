@@ -22,6 +22,7 @@ from torch import Tensor
 from attnlab.functional.bias import AttentionBias
 from attnlab.functional.blocked import weights_dtype
 from attnlab.functional.causal_blocks import causal_blocks, causal_triangle
+from attnlab.functional.checks import needs_grad
 from attnlab.functional.dropout import dropout
 
 __all__ = ["attention_rows", "explicit_training", "sdpa"]
@@ -115,16 +116,21 @@ def explicit_training(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias) -> s
       (``--parts --threads 2``), T = 128: 11.4 ms against the kernel's 15.2; T = 512: 123
       against 174 (a whole GPT training step at T = 512 took 1.18× as long through the kernel);
     * other masks in half precision: bfloat16, T = 128, one thread: 14.8 ms against 50.9."""
-    if q.device.type != "cpu" or not torch.is_grad_enabled():
-        return None
-    if not (q.requires_grad or k.requires_grad or v.requires_grad):
+    if q.device.type != "cpu" or not needs_grad(q, k, v):
         return None
     is_causal, rest = bias.split_start_causal()
-    if is_causal and rest.is_empty and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+    if _by_blocks(q, k, v, is_causal, nothing_added=rest.is_empty):
         return "causal training: attnlab's causal blocks beat the kernel"
     if q.dtype in (torch.bfloat16, torch.float16):
         return f"training in {q.dtype}: the explicit softmax beats the kernel"
     return None
+
+
+def _by_blocks(q: Tensor, k: Tensor, v: Tensor, is_causal: bool, *, nothing_added: bool
+               ) -> bool:  # fmt: skip
+    """Start-aligned causal attention with nothing else added and equal leading dimensions:
+    what :func:`~attnlab.functional.causal_blocks.causal_blocks` computes."""
+    return is_causal and nothing_added and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
 
 
 def _explicit(
@@ -137,7 +143,7 @@ def _explicit(
     in float32 for half-precision inputs. Differentiable (start-aligned causal attention through
     :mod:`attnlab.functional.causal_blocks`, which has its own backward).
     (…, Lq, d_k) × (…, Lk, d_k) → (…, Lq, d_v)."""
-    if is_causal and added is None and q.shape[:-2] == k.shape[:-2] == v.shape[:-2] and q.shape[-2]:
+    if _by_blocks(q, k, v, is_causal, nothing_added=added is None) and q.shape[-2]:
         return causal_blocks(q, k, v, scale, p)
     scores = torch.matmul(q, k.transpose(-2, -1)).mul_(scale)  # (…, Lq, Lk)
     if is_causal:  # start-aligned: −inf where key j > query i

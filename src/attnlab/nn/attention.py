@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from attnlab import observe
 from attnlab.functional.attention import scaled_dot_product_attention
-from attnlab.functional.checks import check_one_device
+from attnlab.functional.checks import check_one_device, needs_grad
 from attnlab.functional.linear import linear, transposed_layout
 from attnlab.hooks import HookPoint, apply_linear, call_hook, has_hooks, hooks_below
 from attnlab.nn.kv_cache import LayerKVCache
@@ -255,7 +255,7 @@ class MultiHeadAttention(nn.Module):
         projections = (self.q_proj, self.k_proj, self.v_proj)
         has_bias = self.q_proj.bias is not None
         params = [p for proj in projections for p in (proj.weight, proj.bias) if p is not None]
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        if needs_grad(*params):
             # Training: stack with autograd so gradients reach each projection.
             weight = torch.cat([proj.weight for proj in projections])
             bias = torch.cat([proj.bias for proj in projections]) if has_bias else None

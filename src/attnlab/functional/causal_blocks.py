@@ -28,12 +28,13 @@ Dimension legend: N batch × heads, Lq queries, Lk keys, d_k / d_v head sizes.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import Tensor
 
+from attnlab.functional.autocast import cast_as_autocast
+from attnlab.functional.checks import functorch_active
 from attnlab.functional.dropout import dropout_scale, kept_from_bits, random16
 
 __all__ = ["causal_blocks", "causal_triangle"]
@@ -54,13 +55,9 @@ def causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Te
         return torch.matmul(torch.matmul(q, k.transpose(-2, -1)), v)  # empty, differentiable
     n = math.prod(lead)  # (-1 cannot be inferred when d_k = 0)
     q3, k3, v3 = (t.reshape(n, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)
-    device = q.device.type
-    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
-    if autocast:  # as autocast would cast the products' inputs
-        low = torch.get_autocast_dtype(device)
-        q3, k3, v3 = (t if t.dtype == torch.float64 else t.to(low) for t in (q3, k3, v3))
-    with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
-        if _functorch_active():  # torch.func transforms need setup_context; autograd's ops
+    (q3, k3, v3), autocast_off = cast_as_autocast(q.device.type, (q3, k3, v3))
+    with autocast_off:
+        if functorch_active():  # torch.func transforms need setup_context; autograd's ops
             out = _autograd_blocks(q3, k3, v3, _draw_bits(q3, k3, p), scale, p)
         else:
             out = _CausalBlocks.apply(q3, k3, v3, scale, p)  # (N, Lq, d_v)
@@ -181,13 +178,6 @@ def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], bits: lis
     wanted = [t for t, need in zip(qkv, needed, strict=True) if need]
     grads = iter(torch.autograd.grad(out, wanted, d_out, create_graph=True))
     return [next(grads) if need else None for need in needed]
-
-
-def _functorch_active() -> bool:
-    """True inside torch.func transforms (grad, vjp, vmap), which this Function does not support
-    (it has no setup_context); False where PyTorch does not say."""
-    active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active()) if active is not None else False
 
 
 def _add_bmm(total: Tensor, seen: int, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "check_has_values",
     "check_one_device",
     "default_scale",
+    "functorch_active",
     "is_common_case",
     "leading_shape",
     "needs_grad",
@@ -65,6 +66,13 @@ def needs_grad(*tensors: Tensor) -> bool:
     """True when autograd will record an operation on these tensors: grad mode on and one of
     them requires grad."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def functorch_active() -> bool:
+    """True inside torch.func transforms (grad, vjp, vmap), which a custom autograd Function
+    without setup_context does not support; False where PyTorch does not say."""
+    active = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(active()) if active is not None else False
 
 
 def default_scale(d_k: int) -> float:

@@ -6,11 +6,17 @@ from torch import Tensor, nn
 
 from attnlab.functional import dropout as functional
 
-__all__ = ["dropout", "dropout_add"]
+__all__ = ["dropout", "dropout_add", "is_identity"]
 
 
 def _plain(module: nn.Module) -> bool:
     return type(module) is nn.Dropout and not (module._forward_hooks or module._forward_pre_hooks)
+
+
+def is_identity(module: nn.Module) -> bool:
+    """True when :func:`dropout` returns its input unchanged: a plain ``nn.Dropout`` in eval
+    mode or at p = 0."""
+    return _plain(module) and (not module.training or module.p == 0)
 
 
 def dropout(module: nn.Module, x: Tensor) -> Tensor:
@@ -20,10 +26,10 @@ def dropout(module: nn.Module, x: Tensor) -> Tensor:
     (:func:`attnlab.functional.dropout.dropout`: the same operation, a fraction of
     ``bernoulli_``'s cost). Any other module (a replacement, or one with hooks) is always
     called."""
+    if is_identity(module):
+        return x
     if not _plain(module):
         return module(x)
-    if not module.training or module.p == 0:
-        return x
     return functional.dropout(x, module.p)
 
 

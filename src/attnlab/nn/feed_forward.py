@@ -3,26 +3,23 @@ position alone (Vaswani et al., 2017, §3.3). Shapes: (B, T, D) → (B, T, d_ff)
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnlab.functional.checks import needs_grad
+from attnlab.functional.feed_forward import ACTIVATIONS, feed_forward
 from attnlab.functional.linear import linear
 from attnlab.hooks import HookPoint, apply_linear, call_hook, hooks_below
-from attnlab.nn.dropout import dropout
+from attnlab.nn.dropout import dropout, is_identity
 
 __all__ = ["ACTIVATIONS", "FeedForward"]
-
-ACTIVATIONS = {
-    "relu": F.relu,
-    "gelu": F.gelu,  # exact (erf), BERT's
-    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
-}
 
 
 class FeedForward(nn.Module):
     """FFN(x) = W_2·act(W_1·x + b_1) + b_2. Hook points: ``hook_post`` (B, T, d_ff), the
-    activation output (TransformerLens's ``mlp.hook_post``). Forward hooks on ``linear1`` and
-    ``linear2`` fire (the fast path steps aside, :func:`attnlab.hooks.apply_linear`)."""
+        activation output (TransformerLens's ``mlp.hook_post``). Forward hooks on ``linear1`` and
+        ``linear2`` fire (the fast path steps aside, :func:`attnlab.hooks.apply_linear`). Training
+    without dropout on the hidden layer runs :func:`attnlab.functional.feed_forward.feed_forward`
+    (the same numbers, a backward without fresh (B·T, d_ff) tensors)."""
 
     def __init__(
         self, d_model: int, d_ff: int, *, activation: str = "gelu", dropout: float = 0.0,
@@ -40,6 +37,9 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
         if not hooks_below(self):  # the fast path: no hook on linear1, linear2 or hook_post
             l1, l2 = self.linear1, self.linear2
+            if is_identity(self.dropout) and needs_grad(x, l1.weight, l2.weight):
+                # training: the backward writes into the hidden layer's memory
+                return feed_forward(x, l1.weight, l1.bias, l2.weight, l2.bias, self.activation)
             hidden = ACTIVATIONS[self.activation](linear(x, l1.weight, l1.bias))  # (B, T, d_ff)
             return linear(dropout(self.dropout, hidden), l2.weight, l2.bias)  # (B, T, D)
         hidden = ACTIVATIONS[self.activation](apply_linear(self.linear1, x))  # (B, T, d_ff)

@@ -18,22 +18,34 @@ SHAPES = [
 ]
 
 
-def _inputs(lead, lq, lk, d_k, d_v, seed):
+def _inputs(lead, lq, lk, d_k, d_v, seed, interleaved=False):
+    """Leaf tensors (*lead, L, d); ``interleaved``: views whose last leading dimension (the
+    heads) is interleaved in memory, as heads split off a (B, T, H·d) projection are."""
     g = torch.Generator().manual_seed(seed)
-    q = torch.randn(*lead, lq, d_k, generator=g, dtype=torch.float64)
-    k = torch.randn(*lead, lk, d_k, generator=g, dtype=torch.float64)
-    v = torch.randn(*lead, lk, d_v, generator=g, dtype=torch.float64)
+
+    def make(length, d):
+        if not interleaved:
+            return torch.randn(*lead, length, d, generator=g, dtype=torch.float64)
+        made = torch.randn(*lead[:-1], length, lead[-1], d, generator=g, dtype=torch.float64)
+        return made.transpose(-3, -2)
+
+    q, k, v = make(lq, d_k), make(lk, d_k), make(lk, d_v)
     return (t.requires_grad_() for t in (q, k, v))
 
 
-@pytest.mark.parametrize("lead, lq, lk, d_k, d_v", SHAPES)
+@pytest.mark.parametrize(
+    "lead, lq, lk, d_k, d_v, interleaved",
+    [(*shape, False) for shape in SHAPES] + [(*shape, True) for shape in SHAPES[:2] + SHAPES[3:]],
+)
 @pytest.mark.parametrize("p", [0.0, 0.3])
-def test_output_and_every_gradient_equal_autograd_through_the_formula(lead, lq, lk, d_k, d_v, p):
+def test_output_and_every_gradient_equal_autograd_through_the_formula(lead, lq, lk, d_k, d_v,
+                                                                      interleaved, p):  # fmt: skip
     """The mask is recovered from a run with v the identity under the same generator state
     (out = s·(W ⊙ M) then), so the reference softmax(q·kᵀ/√d_k, causal) ⊙ M·s·v and its
     gradients are autograd's, in float64, for every block (150 rows: 64, 64 and 22), fewer and
-    more keys than queries, 2-D to 4-D inputs and an empty head size."""
-    q, k, v = _inputs(lead, lq, lk, d_k, d_v, seed=lq + lk)
+    more keys than queries, 2-D to 4-D inputs, an empty head size, and heads interleaved in
+    memory (looped over one by one)."""
+    q, k, v = _inputs(lead, lq, lk, d_k, d_v, seed=lq + lk, interleaved=interleaved)
     scale = 1 / math.sqrt(max(d_k, 1))
     torch.manual_seed(11)
     eye = torch.eye(lk, dtype=torch.float64).expand(*lead, lk, lk)
@@ -59,10 +71,12 @@ def test_output_and_every_gradient_equal_autograd_through_the_formula(lead, lq, 
 
 
 @pytest.mark.parametrize("p", [0.0, 0.4])
-def test_the_backward_equals_finite_differences(p):
+@pytest.mark.parametrize("lead, interleaved", [((2,), False), ((2, 2), True)])
+def test_the_backward_equals_finite_differences(p, lead, interleaved):
     """gradcheck with the generator reset before every call, so the mask stays fixed while
-    finite differences move q, k and v: two blocks (70 rows), more keys than queries."""
-    q, k, v = _inputs((2,), 70, 75, 2, 2, seed=3)
+    finite differences move q, k and v: two blocks (70 rows), more keys than queries, batched
+    heads and heads looped over."""
+    q, k, v = _inputs(lead, 70, 75, 2, 2, seed=3, interleaved=interleaved)
 
     def attention(q, k, v):
         torch.manual_seed(5)
@@ -93,23 +107,36 @@ def test_bfloat16_under_autocast_follows_float32(made_in):
         torch.testing.assert_close(a, b, atol=6e-2, rtol=6e-2)
 
 
-def test_second_derivatives_equal_finite_differences_of_the_first():
+@pytest.mark.parametrize("lead, interleaved", [((2,), False), ((2, 2), True)])
+def test_second_derivatives_equal_finite_differences_of_the_first(lead, interleaved):
     """With create_graph the backward goes through autograd's own operations with the same
     masks, so a gradient penalty or a Hessian-vector product is exact (gradgradcheck, the
-    generator reset before every call)."""
-    q, k, v = _inputs((2,), 66, 66, 2, 2, seed=8)
+    generator reset before every call); batched heads and heads looped over."""
+    q, k, v = _inputs(lead, 66, 66, 2, 2, seed=8, interleaved=interleaved)
 
     def attention(q, k, v):
         torch.manual_seed(6)
         return causal_blocks(q, k, v, 0.7, 0.3)
 
     assert torch.autograd.gradgradcheck(attention, (q, k, v), atol=1e-8, rtol=1e-6)
-    grad = torch.randn(2, 66, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grad = torch.randn(*lead, 66, 2, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(0))  # fmt: skip
     first = torch.autograd.grad(attention(q, k, v), (q, k, v), grad)
     differentiable = torch.autograd.grad(attention(q, k, v), (q, k, v), grad, create_graph=True)
     for a, b in zip(differentiable, first, strict=True):  # the two backward routes agree
         assert b.grad_fn is None and a.grad_fn is not None
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_heads_split_off_a_projection_come_back_heads_last():
+    """For (B, H, T, d) views of a (B, T, H·d) projection, the output and the gradients are
+    stored (B, T, H, d): the concatenation of heads is a view, and so is the projection's
+    gradient, with no copy in either direction."""
+    q, k, v = _inputs((3, 4), 130, 130, 8, 8, seed=2, interleaved=True)
+    out = causal_blocks(q, k, v, 0.3, 0.1)
+    assert out.transpose(1, 2).is_contiguous()
+    for grad in torch.autograd.grad(out, (q, k, v), torch.ones_like(out)):
+        assert grad.transpose(1, 2).is_contiguous()
 
 
 def test_the_meta_device_gives_shapes_without_data():

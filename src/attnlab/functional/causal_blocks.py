@@ -48,20 +48,23 @@ def causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Te
     k and v, also twice (a second derivative goes through autograd's operations with the same
     masks). Under autocast q, k and v are cast to its dtype first (the backward runs without
     autocast). (…, Lq, d_k) × (…, Lk, d_k) × (…, Lk, d_v) → (…, Lq, d_v); the leading
-    dimensions of q, k and v are equal."""
+    dimensions of q, k and v are equal.
+
+    The output of 4-D and larger inputs is stored heads-last, (…, Lq, H, d_v) in memory, so
+    ``out.transpose(-3, -2).reshape(…, Lq, H·d_v)``, the concatenation of heads, is a view; the
+    gradients of q, k and v likewise."""
     lead, lq, d_v = q.shape[:-2], q.shape[-2], v.shape[-1]
     dropout_scale(p)  # checks p before any work
     if lq == 0:
         return torch.matmul(torch.matmul(q, k.transpose(-2, -1)), v)  # empty, differentiable
-    n = math.prod(lead)  # (-1 cannot be inferred when d_k = 0)
-    q3, k3, v3 = (t.reshape(n, *t.shape[-2:]) for t in (q, k, v))  # (N, L, d)
-    (q3, k3, v3), autocast_off = cast_as_autocast(q.device.type, (q3, k3, v3))
+    q4, k4, v4 = _by_heads(q, k, v)  # (outer, heads, L, d)
+    (q4, k4, v4), autocast_off = cast_as_autocast(q.device.type, (q4, k4, v4))
     with autocast_off:
         if functorch_active():  # torch.func transforms need setup_context; autograd's ops
-            out = _autograd_blocks(q3, k3, v3, _draw_bits(q3, k3, p), scale, p)
+            out = _autograd_blocks(q4, k4, v4, _draw_bits(q4, k4, p), scale, p)
         else:
-            out = _CausalBlocks.apply(q3, k3, v3, scale, p)  # (N, Lq, d_v)
-    return out.view(*lead, lq, d_v)
+            out = _CausalBlocks.apply(q4, k4, v4, scale, p)  # (outer, heads, Lq, d_v)
+    return out.reshape(*lead, lq, d_v)  # a view: only the outer dimensions split
 
 
 def causal_triangle(first: int, rows: int, keys: int, dtype: torch.dtype, device) -> Tensor:
@@ -71,52 +74,78 @@ def causal_triangle(first: int, rows: int, keys: int, dtype: torch.dtype, device
     return triangle.triu_(first + 1)
 
 
+def _by_heads(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Views (outer, heads, L, d) of tensors (…, L, d) with equal leading dimensions. Where all
+    of them flatten to (N, L, d) without a copy, heads = 1: one batched GEMM per block. Else
+    (heads split off a (B, T, H·d) projection: (B, H, T, d) views whose heads are interleaved in
+    memory) heads is the last leading dimension, looped over: each head's (B, L, d) slice is a
+    strided matrix the BLAS takes as it is, where flattening to (B·H, L, d) would copy it."""
+    lead = tensors[0].shape[:-2]
+    n = math.prod(lead)  # (-1 cannot be inferred when d = 0)
+    try:
+        return tuple(t.view(n, 1, *t.shape[-2:]) for t in tensors)
+    except RuntimeError:  # some tensor does not flatten without a copy
+        outer = math.prod(lead[:-1])
+        return tuple(t.reshape(outer, *t.shape[-3:]) for t in tensors)
+
+
 def _blocks(lq: int, lk: int) -> list[tuple[int, int, int]]:
     """(r0, r1, seen) per block: rows [r0, r1) see keys [0, seen)."""
     return [(r0, min(lq, r0 + ROWS), min(lq, r0 + ROWS, lk)) for r0 in range(0, lq, ROWS)]
 
 
 def _draw_bits(q: Tensor, k: Tensor, p: float) -> list[Tensor | None]:
-    """Each block's 16-bit random numbers (:func:`attnlab.functional.dropout.random16`), drawn
-    in block order; None for every block when nothing is drawn (p = 0, or p' = 1: all dropped)."""
-    blocks = _blocks(q.shape[1], k.shape[1])
+    """Each block's 16-bit random numbers (:func:`attnlab.functional.dropout.random16`), (outer,
+    heads, rows, seen), drawn in block order; None for every block when nothing is drawn (p = 0,
+    or p' = 1: all dropped)."""
+    outer, heads, lq, _ = q.shape
+    blocks = _blocks(lq, k.shape[2])
     if p == 0 or dropout_scale(p) == 0:
         return [None] * len(blocks)
-    return [random16((q.shape[0], r1 - r0, seen), q.device) for r0, r1, seen in blocks]
+    return [random16((outer, heads, r1 - r0, seen), q.device) for r0, r1, seen in blocks]
 
 
 def _scores(q: Tensor, k: Tensor, r0: int, r1: int, seen: int, scale: float) -> Tensor:
-    """triangle + scale·q[rows]·k[:seen]ᵀ, one GEMM. (N, rows, seen)"""
+    """triangle + scale·q[rows]·k[:seen]ᵀ of one head, one GEMM. (outer, rows, seen)"""
     triangle = causal_triangle(r0, r1 - r0, seen, q.dtype, q.device)  # (rows, seen)
     return torch.baddbmm(triangle, q[:, r0:r1], k[:, :seen].transpose(1, 2), alpha=scale)
+
+
+def _heads_last(outer: int, length: int, heads: int, d: int, like: Tensor) -> Tensor:
+    """An empty (outer, length, heads, d) tensor: per-head results are written into its
+    (outer, length, d) slices, and its (outer, heads, length, d) view is returned."""
+    return torch.empty(outer, length, heads, d, dtype=like.dtype, device=like.device)
 
 
 class _CausalBlocks(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Tensor:
-        # q (N, Lq, d_k), k (N, Lk, d_k), v (N, Lk, d_v)
+        # q (outer, heads, Lq, d_k), k (outer, heads, Lk, d_k), v (outer, heads, Lk, d_v)
+        outer, heads, lq, _ = q.shape
         keep_scale = dropout_scale(p)
+        out = _heads_last(outer, lq, heads, v.shape[-1], v)  # (outer, Lq, heads, d_v)
         weights, bits = [], _draw_bits(q, k, p)
-        blocks = []
-        for (r0, r1, seen), block_bits in zip(_blocks(q.shape[1], k.shape[1]), bits, strict=True):
-            w = _softmax(_scores(q, k, r0, r1, seen, scale))  # (N, rows, seen)
-            weights.append(w)
-            if block_bits is not None:
-                w = kept_from_bits(block_bits, p, w.dtype).mul_(w)  # W ⊙ M
-            blocks.append(torch.bmm(w, v[:, :seen]))  # (N, rows, d_v)
-        out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)  # (N, Lq, d_v)
+        for (r0, r1, seen), block_bits in zip(_blocks(lq, k.shape[2]), bits, strict=True):
+            for h in range(heads):
+                w = _softmax(_scores(q[:, h], k[:, h], r0, r1, seen, scale))  # (outer, rows, seen)
+                weights.append(w)
+                if block_bits is not None:
+                    w = kept_from_bits(block_bits[:, h], p, w.dtype).mul_(w)  # W ⊙ M
+                out[:, r0:r1, h] = torch.bmm(w, v[:, h, :seen])  # (outer, rows, d_v)
         if p > 0:
             out.mul_(keep_scale)  # 0 when p' = 1: nothing is kept
-        ctx.n_blocks = len(blocks)
         ctx.save_for_backward(q, k, v, *weights, *(b for b in bits if b is not None))
         ctx.scale, ctx.p = scale, p
-        return out
+        return out.transpose(1, 2)  # (outer, heads, Lq, d_v)
 
     @staticmethod
-    def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # (N, Lq, d_v)
+    def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # (outer, heads, Lq, d_v)
         q, k, v, *saved = ctx.saved_tensors
-        weights, drawn = saved[: ctx.n_blocks], saved[ctx.n_blocks :]
-        bits = drawn if drawn else [None] * ctx.n_blocks
+        outer, heads, lq, d_k = q.shape
+        lk = k.shape[2]
+        blocks = _blocks(lq, lk)
+        weights, drawn = saved[: len(blocks) * heads], saved[len(blocks) * heads :]
+        bits = drawn if drawn else [None] * len(blocks)
         scale, p = ctx.scale, ctx.p
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         keep_scale = dropout_scale(p)
@@ -130,42 +159,51 @@ class _CausalBlocks(torch.autograd.Function):
         # ∂L/∂S is linear in ∂L/∂W: the dropout scale s goes onto dv, dq and dk (alpha), not
         # onto a fresh copy of d_out (a fresh tensor costs page faults, ~3 ms for 4 MB on two
         # threads here).
-        dq_blocks = []
-        dk = torch.zeros_like(k) if need_k else None
-        dv = torch.zeros_like(v) if need_v else None
-        for (r0, r1, seen), w, block_bits in zip(_blocks(q.shape[1], k.shape[1]), weights, bits,
-                                                 strict=True):  # fmt: skip
-            g = d_out[:, r0:r1]  # (N, rows, d_v)
-            dw = torch.bmm(g, v[:, :seen].transpose(1, 2))  # (N, rows, seen): ∂L/∂W ÷ s
-            dropped = w
-            if block_bits is not None:
-                kept = kept_from_bits(block_bits, p, w.dtype)
-                dw.mul_(kept)
-                dropped = kept.mul_(w)  # W ⊙ M
-            if need_v:
-                _add_bmm(dv, seen, dropped.transpose(1, 2), g, alpha=keep_scale)
-            ds = _softmax_grad_(dw, w)  # ∂L/∂S ÷ s
-            if need_q:
-                dq_blocks.append(torch.bmm(ds, k[:, :seen]).mul_(scale * keep_scale))
-            if need_k:
-                _add_bmm(dk, seen, ds.transpose(1, 2), q[:, r0:r1], alpha=scale * keep_scale)
-        dq = None
-        if need_q:  # (N, Lq, d_k)
-            dq = dq_blocks[0] if len(dq_blocks) == 1 else torch.cat(dq_blocks, dim=1)
-        return dq, dk, dv, None, None
+        dq = _heads_last(outer, lq, heads, d_k, q) if need_q else None  # (outer, Lq, heads, d_k)
+        dk = _heads_last(outer, lk, heads, d_k, k) if need_k else None
+        dv = _heads_last(outer, lk, heads, v.shape[-1], v) if need_v else None
+        last_seen = blocks[-1][2]  # the most keys any row sees; later keys get no gradient
+        for total in (dk, dv):
+            if total is not None and last_seen < lk:
+                total[:, last_seen:].zero_()
+        # last block first: it sees the most keys, so its dk and dv products initialise them
+        for i in reversed(range(len(blocks))):
+            r0, r1, seen = blocks[i]
+            for h in range(heads):
+                w, g = weights[i * heads + h], d_out[:, h, r0:r1]  # g (outer, rows, d_v)
+                dw = torch.bmm(g, v[:, h, :seen].transpose(1, 2))  # (outer, rows, seen): ∂L/∂W ÷ s
+                dropped = w
+                if bits[i] is not None:
+                    kept = kept_from_bits(bits[i][:, h], p, w.dtype)
+                    dw.mul_(kept)
+                    dropped = kept.mul_(w)  # W ⊙ M
+                first = i == len(blocks) - 1
+                if need_v:
+                    _accumulate(dv[:, :seen, h], dropped.transpose(1, 2), g, keep_scale, first)
+                ds = _softmax_grad_(dw, w)  # ∂L/∂S ÷ s
+                if need_q:
+                    _accumulate(dq[:, r0:r1, h], ds, k[:, h, :seen], scale * keep_scale, True)
+                if need_k:
+                    _accumulate(dk[:, :seen, h], ds.transpose(1, 2), q[:, h, r0:r1],
+                                scale * keep_scale, first)  # fmt: skip
+        grads = (dq, dk, dv)
+        return (*(None if t is None else t.transpose(1, 2) for t in grads), None, None)
 
 
 def _autograd_blocks(q: Tensor, k: Tensor, v: Tensor, bits: list[Tensor | None], scale: float,
                      p: float) -> Tensor:  # fmt: skip
     """The same blocks through autograd's own operations with the given masks: differentiable
-    any number of times, and under torch.func transforms. (N, Lq, d_v)"""
-    blocks = []
-    for (r0, r1, seen), block_bits in zip(_blocks(q.shape[1], k.shape[1]), bits, strict=True):
-        w = _softmax(_scores(q, k, r0, r1, seen, scale))  # (N, rows, seen)
-        if block_bits is not None:
-            w = w * kept_from_bits(block_bits, p, w.dtype)  # W ⊙ M
-        blocks.append(torch.bmm(w, v[:, :seen]))  # (N, rows, d_v)
-    out = torch.cat(blocks, dim=1)  # (N, Lq, d_v)
+    any number of times, and under torch.func transforms. (outer, heads, Lq, d_v)"""
+    heads = []
+    for h in range(q.shape[1]):
+        blocks = []
+        for (r0, r1, seen), block_bits in zip(_blocks(q.shape[2], k.shape[2]), bits, strict=True):
+            w = _softmax(_scores(q[:, h], k[:, h], r0, r1, seen, scale))  # (outer, rows, seen)
+            if block_bits is not None:
+                w = w * kept_from_bits(block_bits[:, h], p, w.dtype)  # W ⊙ M
+            blocks.append(torch.bmm(w, v[:, h, :seen]))  # (outer, rows, d_v)
+        heads.append(torch.cat(blocks, dim=1))  # (outer, Lq, d_v)
+    out = torch.stack(heads, dim=1)  # (outer, heads, Lq, d_v)
     return out * dropout_scale(p) if p > 0 else out  # 0 when p' = 1, as in forward
 
 
@@ -180,13 +218,15 @@ def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], bits: lis
     return [next(grads) if need else None for need in needed]
 
 
-def _add_bmm(total: Tensor, seen: int, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
-    """total[:, :seen] += alpha·a·b. PyTorch multiplies into a slice of the batch one matrix at a
-    time (512 calls for 128 heads), so only a whole tensor is written in place."""
-    if seen == total.shape[1]:
-        total.baddbmm_(a, b, alpha=alpha)
+def _accumulate(total: Tensor, a: Tensor, b: Tensor, alpha: float, first: bool) -> None:
+    """total = alpha·a·b when ``first``, else total += alpha·a·b; total is a strided slice of a
+    heads-last result, so the product is made apart and then written (PyTorch would multiply
+    into a strided batch one matrix at a time)."""
+    product = torch.bmm(a, b)
+    if first:
+        total.copy_(product.mul_(alpha) if alpha != 1 else product)
     else:
-        total[:, :seen].add_(torch.bmm(a, b), alpha=alpha)
+        total.add_(product, alpha=alpha)
 
 
 def _softmax(s: Tensor) -> Tensor:

@@ -184,3 +184,49 @@ def test_the_module_trains_through_it_only_without_hidden_dropout_or_hooks():
     hooked = FeedForward(8, 32)
     hooked.hook_post.register_forward_hook(lambda module, args, out: None)
     assert not _through_it(hooked(x))
+
+
+def _module_and_peer(activation="gelu"):
+    ff = FeedForward(6, 24, activation=activation).double()
+    peer = nn.Sequential(nn.Linear(6, 24), PEERS[activation], nn.Linear(24, 6)).double()
+    peer.load_state_dict({"0.weight": ff.linear1.weight, "0.bias": ff.linear1.bias,
+                          "2.weight": ff.linear2.weight, "2.bias": ff.linear2.bias})  # fmt: skip
+    return ff, peer
+
+
+@pytest.mark.parametrize("activation", sorted(PEERS))
+def test_training_steps_reuse_the_hidden_layers_memory_and_stay_exact(activation):
+    """In training mode each backward hands h's and a's memory back and the next forward writes
+    into it; step after step, outputs and gradients equal PyTorch's modules."""
+    ff, peer = _module_and_peer(activation)
+    pointers = []
+    for step in range(3):
+        x = torch.randn(4, 9, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(step))
+        y, want = ff(x.requires_grad_()), peer(x)
+        torch.testing.assert_close(y, want, atol=1e-12, rtol=1e-12)
+        grad = torch.randn_like(y)
+        got = _grads(y, (x, *ff.parameters()), grad)
+        expected = _grads(want, (x, *peer.parameters()), grad)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+        assert len(ff.hidden_buffers) == 2
+        pointers.append(sorted(t.data_ptr() for ts in ff.hidden_buffers._free.values() for t in ts))
+    assert pointers[0] == pointers[1] == pointers[2]  # the same memory every step
+    ff.eval()
+    assert len(ff.hidden_buffers) == 0
+
+
+def test_a_retained_graph_is_exact_after_another_forward_took_the_memory():
+    """retain_graph, then a second forward (which takes the handed-back memory), then the first
+    graph's second backward: it recomputes its hidden layer into memory of its own."""
+    ff, peer = _module_and_peer()
+    x1, x2 = (torch.randn(3, 5, 6, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    y1 = ff(x1)
+    _grads(y1, (x1,), torch.ones_like(y1), retain_graph=True)
+    y2 = ff(x2)
+    (got,) = _grads(y1, (x1,), torch.ones_like(y1))
+    (want,) = _grads(peer(x1), (x1,), torch.ones_like(y1))
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    (got,) = _grads(y2, (x2,), torch.ones_like(y2))
+    (want,) = _grads(peer(x2), (x2,), torch.ones_like(y2))
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from attnlab.functional.checks import needs_grad
-from attnlab.functional.feed_forward import ACTIVATIONS, feed_forward
+from attnlab.functional.feed_forward import ACTIVATIONS, HiddenBuffers, feed_forward
 from attnlab.functional.linear import linear
 from attnlab.hooks import HookPoint, apply_linear, call_hook, hooks_below
 from attnlab.nn.dropout import dropout, is_identity
@@ -33,13 +33,21 @@ class FeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)  # W_2
         self.dropout = nn.Dropout(dropout)
         self.hook_post = HookPoint()  # (B, T, d_ff)
+        self.hidden_buffers = HiddenBuffers()  # training: h and a reuse the last step's memory
+
+    def train(self, mode: bool = True) -> FeedForward:
+        if not mode:  # eval() gives the training step's hidden-layer memory back
+            self.hidden_buffers.clear()
+        return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
         if not hooks_below(self):  # the fast path: no hook on linear1, linear2 or hook_post
             l1, l2 = self.linear1, self.linear2
             if is_identity(self.dropout) and needs_grad(x, l1.weight, l2.weight):
                 # training: the backward writes into the hidden layer's memory
-                return feed_forward(x, l1.weight, l1.bias, l2.weight, l2.bias, self.activation)
+                buffers = self.hidden_buffers if self.training else None
+                return feed_forward(x, l1.weight, l1.bias, l2.weight, l2.bias, self.activation,
+                                    buffers)  # fmt: skip
             hidden = ACTIVATIONS[self.activation](linear(x, l1.weight, l1.bias))  # (B, T, d_ff)
             return linear(dropout(self.dropout, hidden), l2.weight, l2.bias)  # (B, T, D)
         hidden = ACTIVATIONS[self.activation](apply_linear(self.linear1, x))  # (B, T, d_ff)

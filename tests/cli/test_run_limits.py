@@ -205,8 +205,24 @@ def test_generate_checkpoint_cuts_a_source_to_63_tokens_as_training_did(runs, mo
         return original(self, src, max_new_tokens, *args, **kwargs)
 
     monkeypatch.setattr(EncoderDecoder, "generate", spy)
-    generate_text(runs["translate"], source(80))
+    with pytest.warns(UserWarning, match="prompt is 80 tokens; the model reads at most 63 source "
+                                         "tokens .*: translating the first 63"):  # fmt: skip
+        generate_text(runs["translate"], source(80))
     assert seen == [(63, 63)]  # the source cut, and at most 63 tokens after <bos>
+
+
+def test_generate_checkpoint_refuses_a_source_it_would_cut_before_loading(runs, capsys,
+                                                                         monkeypatch):  # fmt: skip
+    """As --model does: the library call cuts with a warning, the command refuses."""
+    from attnlab.cli import generate
+
+    with monkeypatch.context() as patch:
+        patch.setattr(generate, "generate_text", lambda *a, **k: pytest.fail("it generated"))
+        assert main(["generate", "--checkpoint", str(runs["translate"]),
+                     "--prompt", source(64)]) == 2  # fmt: skip
+    assert error(capsys).endswith("error: --prompt is 64 tokens; tr reads at most 63 source tokens")
+    assert main(["generate", "--checkpoint", str(runs["translate"]), "--prompt", source(63),
+                 "--tokens", "2"]) == 0  # fmt: skip
 
 
 def test_generate_checkpoint_translates_as_generate_model_does(runs, capsys, monkeypatch):

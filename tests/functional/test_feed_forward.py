@@ -186,19 +186,22 @@ def test_the_module_trains_through_it_only_without_hidden_dropout_or_hooks():
     assert not _through_it(hooked(x))
 
 
-def _module_and_peer(activation="gelu"):
-    ff = FeedForward(6, 24, activation=activation).double()
-    peer = nn.Sequential(nn.Linear(6, 24), PEERS[activation], nn.Linear(24, 6)).double()
-    peer.load_state_dict({"0.weight": ff.linear1.weight, "0.bias": ff.linear1.bias,
-                          "2.weight": ff.linear2.weight, "2.bias": ff.linear2.bias})  # fmt: skip
+def _module_and_peer(activation="gelu", bias=True):
+    ff = FeedForward(6, 24, activation=activation, bias=bias).double()
+    peer = nn.Sequential(nn.Linear(6, 24, bias=bias), PEERS[activation],
+                         nn.Linear(24, 6, bias=bias)).double()  # fmt: skip
+    state = {"0.weight": ff.linear1.weight, "2.weight": ff.linear2.weight}
+    if bias:
+        state |= {"0.bias": ff.linear1.bias, "2.bias": ff.linear2.bias}
+    peer.load_state_dict(state)
     return ff, peer
 
 
-@pytest.mark.parametrize("activation", sorted(PEERS))
-def test_training_steps_reuse_the_hidden_layers_memory_and_stay_exact(activation):
+@pytest.mark.parametrize("activation, bias", [(a, True) for a in sorted(PEERS)] + [("gelu", False)])
+def test_training_steps_reuse_the_hidden_layers_memory_and_stay_exact(activation, bias):
     """In training mode each backward hands h's and a's memory back and the next forward writes
     into it; step after step, outputs and gradients equal PyTorch's modules."""
-    ff, peer = _module_and_peer(activation)
+    ff, peer = _module_and_peer(activation, bias)
     pointers = []
     for step in range(3):
         x = torch.randn(4, 9, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(step))

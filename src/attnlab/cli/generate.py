@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
     _checks.number("--top-p", args.top_p, above=0.0, at_most=1.0)
     _checks.number("--seed", args.seed, at_least=0, at_most=2**64 - 1)
     run = _model.check_path("--checkpoint", args.checkpoint)
-    if run is not None and run.translation and args.tokens is not None:  # as --model translates
-        run.check([], new=("--tokens", args.tokens))
+    if run is not None and run.translation:  # as --model translates: a source to cut is refused
+        new = None if args.tokens is None else ("--tokens", args.tokens)
+        run.check([("--prompt", args.prompt)], new=new)
     print(generate_text(args.checkpoint, args.prompt, max_new_tokens=args.tokens,
                         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         seed=args.seed))  # fmt: skip

@@ -3,6 +3,7 @@ context, :func:`attnlab.models.generation.generate_sliding`) or translate it gre
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,7 +23,8 @@ def generate_text(
     """The prompt and ``max_new_tokens`` tokens after it (language model; default
     :data:`~attnlab.train.tasks.DEFAULT_NEW_TOKENS`, the window sliding past the context), or
     the translation of the prompt (translation model: greedy, its source cut to
-    :func:`~attnlab.train.tasks.source_limit` as training cut it, up to ``max_new_tokens``
+    :func:`~attnlab.train.tasks.source_limit` as training cut it, with a warning, up to
+    ``max_new_tokens``
     tokens, at most and by default :func:`~attnlab.train.tasks.target_limit`; sampling options
     unused)."""
     trained = load_trained(checkpoint)
@@ -36,7 +38,12 @@ def generate_text(
                                top_p=top_p, generator=g)  # fmt: skip
         return tok.decode(out[0].tolist())
     src_tok, tgt_tok = tokenizers
-    src = torch.tensor([src_tok.encode(prompt)[: source_limit(context)]])  # (1, S)
+    ids, limit = src_tok.encode(prompt), source_limit(context)
+    if len(ids) > limit:
+        warnings.warn(f"prompt is {len(ids)} tokens; the model reads at most {limit} source "
+                      f"tokens (training cut its sources so): translating the first {limit}",
+                      stacklevel=2)  # fmt: skip
+    src = torch.tensor([ids[:limit]])  # (1, S)
     new = target_limit(context) if max_new_tokens is None else max_new_tokens  # after <bos>
     out = model.generate(src, new, tgt_tok.bos_id, tgt_tok.eos_id)
     return tgt_tok.decode(out[0].tolist())

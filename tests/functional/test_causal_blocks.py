@@ -35,7 +35,9 @@ def _inputs(lead, lq, lk, d_k, d_v, seed, interleaved=False):
 
 @pytest.mark.parametrize(
     "lead, lq, lk, d_k, d_v, interleaved",
-    [(*shape, False) for shape in SHAPES] + [(*shape, True) for shape in SHAPES[:2] + SHAPES[3:]],
+    [(*shape, False) for shape in SHAPES]
+    + [(*shape, True) for shape in SHAPES[:2] + SHAPES[3:]]
+    + [((4, 2), 130, 70, 4, 3, True), ((2, 3), 60, 140, 3, 5, True)],
 )
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_output_and_every_gradient_equal_autograd_through_the_formula(lead, lq, lk, d_k, d_v,
@@ -137,6 +139,17 @@ def test_heads_split_off_a_projection_come_back_heads_last():
     assert out.transpose(1, 2).is_contiguous()
     for grad in torch.autograd.grad(out, (q, k, v), torch.ones_like(out)):
         assert grad.transpose(1, 2).is_contiguous()
+
+
+def test_the_output_can_be_edited_in_place_as_a_hook_ablation_does():
+    """A view returned by a custom Function may not be changed in place: the output is not one.
+    Zeroing a head in place, then backward: that head's q, k and v get no gradient."""
+    q, k, v = _inputs((2, 3), 130, 130, 4, 4, seed=5, interleaved=True)
+    out = causal_blocks(q, k, v, 0.5, 0.1)
+    out[:, 1] = 0
+    out.sum().backward()
+    for t in (q, k, v):
+        assert t.grad[:, 1].abs().sum() == 0 and t.grad[:, 0].abs().sum() > 0
 
 
 def test_the_meta_device_gives_shapes_without_data():

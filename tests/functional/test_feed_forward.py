@@ -3,6 +3,9 @@ nn.ReLU) through autograd: outputs and every gradient in float64 over random sha
 backward (retain_graph), second derivatives, torch.func, autocast, meta; and that its backward
 writes into the hidden layer's memory instead of allocating (rows, d_ff) tensors."""
 
+import copy
+import pickle
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -213,7 +216,7 @@ def test_training_steps_reuse_the_hidden_layers_memory_and_stay_exact(activation
         for a, b in zip(got, expected, strict=True):
             torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
         assert len(ff.hidden_buffers) == 2
-        pointers.append(sorted(t.data_ptr() for ts in ff.hidden_buffers._free.values() for t in ts))
+        pointers.append(sorted(t.data_ptr() for t in ff.hidden_buffers._free))
     assert pointers[0] == pointers[1] == pointers[2]  # the same memory every step
     ff.eval()
     assert len(ff.hidden_buffers) == 0
@@ -233,3 +236,51 @@ def test_a_retained_graph_is_exact_after_another_forward_took_the_memory():
     (got,) = _grads(y2, (x2,), torch.ones_like(y2))
     (want,) = _grads(peer(x2), (x2,), torch.ones_like(y2))
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+def test_batches_of_changing_length_keep_at_most_two_tensors():
+    """Padded batches change length step by step: only the last length's memory is kept."""
+    ff, peer = _module_and_peer()
+    for t in (5, 9, 5, 13, 2):
+        x = torch.randn(2, t, 6, dtype=torch.float64, requires_grad=True)
+        (got,) = _grads(ff(x), (x,), torch.ones(2, t, 6, dtype=torch.float64))
+        (want,) = _grads(peer(x), (x,), torch.ones(2, t, 6, dtype=torch.float64))
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+        assert len(ff.hidden_buffers) == 2
+        assert all(b.shape == (2 * t, 24) for b in ff.hidden_buffers._free)
+
+
+def test_copies_and_conversions_do_not_carry_the_kept_memory():
+    ff, _ = _module_and_peer()
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    ff(x).sum().backward()
+    assert len(ff.hidden_buffers) == 2
+    assert len(copy.deepcopy(ff).hidden_buffers) == 0
+    assert len(pickle.loads(pickle.dumps(ff)).hidden_buffers) == 0
+    assert "hidden_buffers" not in "".join(ff.state_dict())
+    ff.float()
+    assert len(ff.hidden_buffers) == 0
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_forward_mode_ad_goes_through_autograds_operations():
+    """A Function with only a backward has no jvp: dual tensors take autograd's operations."""
+    ff, peer = _module_and_peer()
+    x, tangent = torch.randn(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    with torch.autograd.forward_ad.dual_level():
+        got = torch.autograd.forward_ad.unpack_dual(ff(torch.autograd.forward_ad.make_dual(
+            x, tangent))).tangent  # fmt: skip
+        want = torch.autograd.forward_ad.unpack_dual(peer(torch.autograd.forward_ad.make_dual(
+            x, tangent))).tangent  # fmt: skip
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+def test_two_forwards_before_one_backward_are_exact():
+    """Gradient accumulation written as one backward of two losses: the second forward cannot
+    take memory the first still holds."""
+    ff, peer = _module_and_peer()
+    x1, x2 = (torch.randn(2, 7, 6, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    (ff(x1).square().sum() + ff(x2).sum()).backward()
+    (peer(x1).square().sum() + peer(x2).sum()).backward()
+    for a, b in zip(ff.parameters(), peer.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=1e-12)

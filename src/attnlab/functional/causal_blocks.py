@@ -23,7 +23,8 @@ views of a (32, T, 3·192) Q/K/V projection against the same blocks through auto
 against 26.7; T = 512: 267 against 347; bfloat16 about equal (18.8 against 19.1). Without
 dropout they beat PyTorch's flash kernel in training (two threads, T = 512: 123 against 174 ms).
 
-Dimension legend: N batch × heads, Lq queries, Lk keys, d_k / d_v head sizes.
+Dimension legend: outer the leading dimensions but the heads (or all of them, heads = 1), Lq
+queries, Lk keys, d_k / d_v head sizes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch
 from torch import Tensor
 
 from attnlab.functional.autocast import cast_as_autocast
-from attnlab.functional.checks import functorch_active
+from attnlab.functional.checks import needs_autograd_ops
 from attnlab.functional.dropout import dropout_scale, kept_from_bits, random16
 
 __all__ = ["causal_blocks", "causal_triangle"]
@@ -50,9 +51,10 @@ def causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Te
     autocast). (…, Lq, d_k) × (…, Lk, d_k) × (…, Lk, d_v) → (…, Lq, d_v); the leading
     dimensions of q, k and v are equal.
 
-    The output of 4-D and larger inputs is stored heads-last, (…, Lq, H, d_v) in memory, so
-    ``out.transpose(-3, -2).reshape(…, Lq, H·d_v)``, the concatenation of heads, is a view; the
-    gradients of q, k and v likewise."""
+    Heads split off a (B, T, H·d) projection (float32 or float64 (B, H, T, d) views whose heads
+    are interleaved in memory) are looped over where they are, and the output is stored
+    heads-last, (…, Lq, H, d_v) in memory, so ``out.transpose(-3, -2).reshape(…, Lq, H·d_v)``,
+    the concatenation of heads, is a view; the gradients of q, k and v likewise."""
     lead, lq, d_v = q.shape[:-2], q.shape[-2], v.shape[-1]
     dropout_scale(p)  # checks p before any work
     if lq == 0:
@@ -60,10 +62,12 @@ def causal_blocks(q: Tensor, k: Tensor, v: Tensor, scale: float, p: float) -> Te
     (q, k, v), autocast_off = cast_as_autocast(q.device.type, (q, k, v))
     q4, k4, v4 = _by_heads(q, k, v)  # (outer, heads, L, d)
     with autocast_off:
-        if functorch_active():  # torch.func transforms need setup_context; autograd's ops
+        if needs_autograd_ops(q4, k4, v4):  # torch.func or forward-mode AD: autograd's ops
             out = _autograd_blocks(q4, k4, v4, _draw_bits(q4, k4, p), scale, p)
         else:
-            out = _CausalBlocks.apply(q4, k4, v4, scale, p)  # (outer, heads, Lq, d_v)
+            # (outer, Lq, heads, d_v), transposed outside the Function: PyTorch refuses
+            # in-place changes to views a custom Function returns (a hook's ablation)
+            out = _CausalBlocks.apply(q4, k4, v4, scale, p).transpose(1, 2)
     return out.reshape(*lead, lq, d_v)  # a view: only the outer dimensions split
 
 
@@ -118,8 +122,8 @@ def _scores(q: Tensor, k: Tensor, r0: int, r1: int, seen: int, scale: float) -> 
 
 
 def _heads_last(outer: int, length: int, heads: int, d: int, like: Tensor) -> Tensor:
-    """An empty (outer, length, heads, d) tensor: per-head results are written into its
-    (outer, length, d) slices, and its (outer, heads, length, d) view is returned."""
+    """An empty (outer, length, heads, d) tensor, each head's results written into its
+    (outer, length, d) slice."""
     return torch.empty(outer, length, heads, d, dtype=like.dtype, device=like.device)
 
 
@@ -142,10 +146,10 @@ class _CausalBlocks(torch.autograd.Function):
             out.mul_(keep_scale)  # 0 when p' = 1: nothing is kept
         ctx.save_for_backward(q, k, v, *weights, *(b for b in bits if b is not None))
         ctx.scale, ctx.p = scale, p
-        return out.transpose(1, 2)  # (outer, heads, Lq, d_v)
+        return out  # (outer, Lq, heads, d_v)
 
     @staticmethod
-    def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # (outer, heads, Lq, d_v)
+    def backward(ctx, d_out: Tensor) -> tuple[Tensor | None, ...]:  # (outer, Lq, heads, d_v)
         q, k, v, *saved = ctx.saved_tensors
         outer, heads, lq, d_k = q.shape
         lk = k.shape[2]
@@ -160,8 +164,8 @@ class _CausalBlocks(torch.autograd.Function):
                       for t, need in zip((q, k, v), (need_q, need_k, need_v), strict=True)),
                     None, None)  # fmt: skip
         if torch.is_grad_enabled():  # create_graph: this gradient will be differentiated
-            return (*_autograd_grads(ctx.needs_input_grad[:3], (q, k, v), bits, d_out, scale, p),
-                    None, None)  # fmt: skip
+            return (*_autograd_grads(ctx.needs_input_grad[:3], (q, k, v), bits,
+                                     d_out.transpose(1, 2), scale, p), None, None)  # fmt: skip
         # ∂L/∂S is linear in ∂L/∂W: the dropout scale s goes onto dv, dq and dk (alpha), not
         # onto a fresh copy of d_out (a fresh tensor costs page faults, ~3 ms for 4 MB on two
         # threads here).
@@ -176,7 +180,7 @@ class _CausalBlocks(torch.autograd.Function):
         for i in reversed(range(len(blocks))):
             r0, r1, seen = blocks[i]
             for h in range(heads):
-                w, g = weights[i * heads + h], d_out[:, h, r0:r1]  # g (outer, rows, d_v)
+                w, g = weights[i * heads + h], d_out[:, r0:r1, h]  # g (outer, rows, d_v)
                 dw = torch.bmm(g, v[:, h, :seen].transpose(1, 2))  # (outer, rows, seen): ∂L/∂W ÷ s
                 dropped = w
                 if bits[i] is not None:
@@ -216,7 +220,8 @@ def _autograd_blocks(q: Tensor, k: Tensor, v: Tensor, bits: list[Tensor | None],
 def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], bits: list[Tensor | None],
                     d_out: Tensor, scale: float, p: float) -> list[Tensor | None]:  # fmt: skip
     """The gradients of q, k and v (None where not needed) through :func:`_autograd_blocks`
-    with the masks drawn in forward: as many derivatives as the caller takes."""
+    with the masks drawn in forward: as many derivatives as the caller takes. d_out (outer,
+    heads, Lq, d_v)."""
     with torch.enable_grad():
         out = _autograd_blocks(*qkv, bits, scale, p)
     wanted = [t for t, need in zip(qkv, needed, strict=True) if need]
@@ -225,22 +230,18 @@ def _autograd_grads(needed: tuple[bool, ...], qkv: tuple[Tensor, ...], bits: lis
 
 
 def _accumulate(total: Tensor, a: Tensor, b: Tensor, alpha: float, first: bool) -> None:
-    """total = alpha·a·b when ``first``, else total += alpha·a·b. Into a contiguous total the
-    GEMM writes directly; a strided slice of a heads-last result gets the product made apart
-    (PyTorch would multiply into a strided batch one matrix at a time)."""
+    """total = alpha·a·b when ``first``, else total += alpha·a·b, alpha applied inside the GEMM
+    (one rounding in half precision). Into a contiguous total the GEMM writes directly; a
+    strided slice of a heads-last result gets the product made apart (PyTorch would multiply
+    into a strided batch one matrix at a time)."""
     if total.is_contiguous():
-        if first:
-            torch.bmm(a, b, out=total)
-            if alpha != 1:
-                total.mul_(alpha)
-        else:
-            total.baddbmm_(a, b, alpha=alpha)
-        return
-    product = torch.bmm(a, b)
+        total.baddbmm_(a, b, beta=0 if first else 1, alpha=alpha)  # beta 0: total's old values
+        return  # (uninitialised memory when first) are ignored, NaN included
+    product = torch.baddbmm(a.new_zeros(()), a, b, beta=0, alpha=alpha)  # input ignored: beta 0
     if first:
-        total.copy_(product.mul_(alpha) if alpha != 1 else product)
+        total.copy_(product)
     else:
-        total.add_(product, alpha=alpha)
+        total.add_(product)
 
 
 def _softmax(s: Tensor) -> Tensor:

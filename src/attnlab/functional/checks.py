@@ -16,9 +16,9 @@ __all__ = [
     "check_has_values",
     "check_one_device",
     "default_scale",
-    "functorch_active",
     "is_common_case",
     "leading_shape",
+    "needs_autograd_ops",
     "needs_grad",
 ]
 
@@ -68,11 +68,16 @@ def needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def functorch_active() -> bool:
-    """True inside torch.func transforms (grad, vjp, vmap), which a custom autograd Function
-    without setup_context does not support; False where PyTorch does not say."""
+def needs_autograd_ops(*tensors: Tensor | None) -> bool:
+    """True where a custom autograd Function with only a backward (no setup_context, no jvp)
+    cannot run: inside torch.func transforms (grad, vjp, vmap), or when a tensor carries a
+    forward-mode tangent (``torch.autograd.forward_ad``). Callers then use autograd's own
+    operations."""
     active = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return bool(active()) if active is not None else False
+    if active is not None and active():
+        return True
+    unpack = torch.autograd.forward_ad.unpack_dual
+    return any(t is not None and unpack(t).tangent is not None for t in tensors)
 
 
 def default_scale(d_k: int) -> float:

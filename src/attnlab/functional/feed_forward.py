@@ -19,8 +19,9 @@ kernels on the same operands).
 With a :class:`HiddenBuffers` (``nn.FeedForward`` in training mode keeps one), the memory of h
 and a goes back to it once the backward is done with it, and the next forward writes h and a
 into it: no fresh pages in forward either (the bias broadcast that starts ``addmm`` took ~7 ms
-per layer into fresh memory). It holds at most two buffers of each shape, what one forward
-needs, and never memory anything else can see: h, a, da and dh do not leave the Function.
+per layer into fresh memory). It holds at most two tensors, what one forward needs, of the
+last shape handed back, and never memory anything else can see: h, a, da and dh do not leave
+the Function.
 
 h and a are kept on the Function (not saved with ``save_for_backward``, whose version check
 would refuse the second backward of ``retain_graph``): the first backward consumes them, and a
@@ -31,6 +32,7 @@ the whole network does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attnlab.functional.autocast import cast_as_autocast
-from attnlab.functional.checks import functorch_active
+from attnlab.functional.checks import needs_autograd_ops
 from attnlab.functional.linear import linear
 
 __all__ = ["ACTIVATIONS", "HiddenBuffers", "feed_forward"]
@@ -48,35 +50,51 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,  # exact (erf), BERT's
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
 }
+_GELU_APPROXIMATION = {
+    "gelu": "none",
+    "gelu_tanh": "tanh",
+}  # ACTIVATIONS' GELUs, as aten names them
 
 
 class HiddenBuffers:
     """Memory for the hidden layer's h and a, handed back by one backward and reused by the next
-    forward: at most ``per_shape`` tensors of each (shape, dtype, device)."""
+    forward: at most two tensors, of the shape (dtype, device) handed back last (a batch of
+    another length replaces them). Copies of it (``copy.deepcopy``, pickling) start empty."""
 
-    def __init__(self, per_shape: int = 2) -> None:
-        self.per_shape = per_shape
-        self._free: dict[tuple, list[Tensor]] = {}
+    def __init__(self) -> None:
+        self._free: list[Tensor] = []
 
     def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A tensor of ``shape`` with like's dtype and device: a handed-back one, or a new one."""
-        free = self._free.get((shape, like.dtype, like.device))
-        if free:
-            return free.pop()
+        key = (tuple(shape), like.dtype, like.device)
+        for i, t in enumerate(self._free):
+            if (tuple(t.shape), t.dtype, t.device) == key:
+                with contextlib.suppress(IndexError):  # another thread took it first
+                    return self._free.pop(i)
+                break
         return torch.empty(shape, dtype=like.dtype, device=like.device)
 
     def give(self, *tensors: Tensor) -> None:
         """Hand tensors back: nothing else may use them any more."""
         for t in tensors:
-            free = self._free.setdefault((tuple(t.shape), t.dtype, t.device), [])
-            if len(free) < self.per_shape:
+            free = self._free
+            if free and (free[0].shape, free[0].dtype, free[0].device) != (t.shape, t.dtype,
+                                                                            t.device):  # fmt: skip
+                free.clear()
+            if len(free) < 2:
                 free.append(t)
 
     def clear(self) -> None:
         self._free.clear()
 
     def __len__(self) -> int:
-        return sum(map(len, self._free.values()))
+        return len(self._free)
+
+    def __deepcopy__(self, memo: dict) -> HiddenBuffers:
+        return HiddenBuffers()
+
+    def __getstate__(self) -> dict:
+        return {"_free": []}
 
 
 def feed_forward(x: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None,
@@ -90,7 +108,7 @@ def feed_forward(x: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tenso
     (x2, *params), autocast_off = cast_as_autocast(x.device.type, (x, w1, b1, w2, b2))
     with autocast_off:
         x2 = x2.reshape(-1, x.shape[-1])  # (rows, D)
-        if functorch_active():  # torch.func transforms need setup_context: autograd's ops
+        if needs_autograd_ops(x2, *params):  # torch.func or forward-mode AD: autograd's ops
             y = _autograd_network(x2, *params, activation)
         else:
             y = _FeedForward.apply(x2, *params, activation, buffers)  # (rows, D)
@@ -108,7 +126,7 @@ def _activation_grad_(da: Tensor, h: Tensor, activation: str) -> Tensor:
     element reads only its own h and da, so writing in place is safe)."""
     if activation == "relu":
         return torch.ops.aten.threshold_backward.grad_input(da, h, 0, grad_input=h)
-    approximate = "tanh" if activation == "gelu_tanh" else "none"
+    approximate = _GELU_APPROXIMATION[activation]
     return torch.ops.aten.gelu_backward.grad_input(da, h, approximate=approximate, grad_input=h)
 
 
@@ -128,8 +146,7 @@ def _hidden(x: Tensor, w1: Tensor, b1: Tensor | None, activation: str,
     if activation == "relu":
         torch.clamp(h, min=0, out=a)
     else:
-        approximate = "tanh" if activation == "gelu_tanh" else "none"
-        torch.ops.aten.gelu.out(h, approximate=approximate, out=a)
+        torch.ops.aten.gelu.out(h, approximate=_GELU_APPROXIMATION[activation], out=a)
     return h, a
 
 

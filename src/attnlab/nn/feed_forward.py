@@ -16,10 +16,16 @@ __all__ = ["ACTIVATIONS", "FeedForward"]
 
 class FeedForward(nn.Module):
     """FFN(x) = W_2·act(W_1·x + b_1) + b_2. Hook points: ``hook_post`` (B, T, d_ff), the
-        activation output (TransformerLens's ``mlp.hook_post``). Forward hooks on ``linear1`` and
-        ``linear2`` fire (the fast path steps aside, :func:`attnlab.hooks.apply_linear`). Training
-    without dropout on the hidden layer runs :func:`attnlab.functional.feed_forward.feed_forward`
-    (the same numbers, a backward without fresh (B·T, d_ff) tensors)."""
+    activation output (TransformerLens's ``mlp.hook_post``). Forward hooks on ``linear1`` and
+    ``linear2`` fire (the fast path steps aside, :func:`attnlab.hooks.apply_linear`).
+
+    Where autograd records the call (training, or gradients taken in eval mode) and the hidden
+    layer has no dropout, it runs :func:`attnlab.functional.feed_forward.feed_forward`: the same
+    numbers, with a backward that allocates no (B·T, d_ff) tensor. In training mode the hidden
+    layer's memory is kept from one step to the next (``hidden_buffers``: two tensors at most;
+    ``eval()`` and ``.to()`` release them). Saved-tensor hooks (activation checkpointing,
+    ``save_on_cpu``) do not reach h and a on that route, which keeps them in memory: any hook on
+    ``hook_post`` (one returning None changes nothing) sends the module down autograd's route."""
 
     def __init__(
         self, d_model: int, d_ff: int, *, activation: str = "gelu", dropout: float = 0.0,
@@ -39,6 +45,10 @@ class FeedForward(nn.Module):
         if not mode:  # eval() gives the training step's hidden-layer memory back
             self.hidden_buffers.clear()
         return super().train(mode)
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .double(), …: the memory is stale
+        self.hidden_buffers.clear()
+        return super()._apply(fn, recurse)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, D) → (B, T, D)
         if not hooks_below(self):  # the fast path: no hook on linear1, linear2 or hook_post

@@ -17,11 +17,11 @@ and backward, from g = ∂L/∂out[rows]:
 
 Only W and M's 16-bit random numbers are kept for backward, where autograd would keep W, the
 float mask and W ⊙ M; the softmax's gradient runs in place, and the dropout scale is
-applied to the (N, rows, d) outputs, not to the (N, rows, seen) weights. Forward + backward on
-views of a (32, T, 3·192) Q/K/V projection against the same blocks through autograd
-(``python -m benchmarks.training --parts``, one thread): float32, T = 128, dropout 0.1: 24.5 ms
-against 26.7; T = 512: 267 against 347; bfloat16 about equal (18.8 against 19.1). Without
-dropout they beat PyTorch's flash kernel in training (two threads, T = 512: 123 against 174 ms).
+applied to the (rows, d) outputs, not to the (rows, seen) weights. Forward + backward on views
+of a (32, T, 3·192) Q/K/V projection against the same blocks through autograd (``python -m
+benchmarks.training --parts``, one thread): float32, T = 128, dropout 0.1: 26.9 ms against
+28.8; T = 512: 286 against 365; bfloat16 about equal (20.2 against 19.5). Without dropout they
+beat PyTorch's flash kernel in training (two threads, T = 512: 118 against 175 ms).
 
 Dimension legend: outer the leading dimensions but the heads (or all of them, heads = 1), Lq
 queries, Lk keys, d_k / d_v head sizes.

@@ -113,8 +113,8 @@ def explicit_training(q: Tensor, k: Tensor, v: Tensor, bias: AttentionBias) -> s
 
     * start-aligned causal attention with nothing else added, in any dtype, by
       :mod:`attnlab.functional.causal_blocks`: float32 without dropout, two threads
-      (``--parts --threads 2``), T = 128: 11.4 ms against the kernel's 15.2; T = 512: 123
-      against 174 (a whole GPT training step at T = 512 took 1.18× as long through the kernel);
+      (``--parts --threads 2``), T = 128: 11.7 ms against the kernel's 14.2; T = 512: 118
+      against 175 (a whole GPT training step at T = 512 took 1.18× as long through the kernel);
     * other masks in half precision: bfloat16, T = 128, one thread: 14.8 ms against 50.9."""
     if q.device.type != "cpu" or not needs_grad(q, k, v):
         return None

@@ -141,7 +141,7 @@ class _CausalBlocks(torch.autograd.Function):
                 weights.append(w)
                 if block_bits is not None:
                     w = kept_from_bits(block_bits[:, h], p, w.dtype).mul_(w)  # W ⊙ M
-                out[:, r0:r1, h] = torch.bmm(w, v[:, h, :seen])  # (outer, rows, d_v)
+                _accumulate(out[:, r0:r1, h], w, v[:, h, :seen], 1.0, True)  # (outer, rows, d_v)
         if p > 0:
             out.mul_(keep_scale)  # 0 when p' = 1: nothing is kept
         ctx.save_for_backward(q, k, v, *weights, *(b for b in bits if b is not None))

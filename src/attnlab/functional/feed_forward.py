@@ -50,10 +50,8 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,  # exact (erf), BERT's
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
 }
-_GELU_APPROXIMATION = {
-    "gelu": "none",
-    "gelu_tanh": "tanh",
-}  # ACTIVATIONS' GELUs, as aten names them
+# the GELUs above, as aten names their forms
+_GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
 class HiddenBuffers:
@@ -66,20 +64,17 @@ class HiddenBuffers:
 
     def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A tensor of ``shape`` with like's dtype and device: a handed-back one, or a new one."""
-        key = (tuple(shape), like.dtype, like.device)
-        for i, t in enumerate(self._free):
-            if (tuple(t.shape), t.dtype, t.device) == key:
-                with contextlib.suppress(IndexError):  # another thread took it first
-                    return self._free.pop(i)
-                break
+        free = self._free  # all of one kind (give keeps it so)
+        if free and _kind(free[-1]) == (tuple(shape), like.dtype, like.device):
+            with contextlib.suppress(IndexError):  # another thread took it first
+                return free.pop()
         return torch.empty(shape, dtype=like.dtype, device=like.device)
 
     def give(self, *tensors: Tensor) -> None:
         """Hand tensors back: nothing else may use them any more."""
+        free = self._free
         for t in tensors:
-            free = self._free
-            if free and (free[0].shape, free[0].dtype, free[0].device) != (t.shape, t.dtype,
-                                                                            t.device):  # fmt: skip
+            if free and _kind(free[0]) != _kind(t):
                 free.clear()
             if len(free) < 2:
                 free.append(t)
@@ -95,6 +90,10 @@ class HiddenBuffers:
 
     def __getstate__(self) -> dict:
         return {"_free": []}
+
+
+def _kind(t: Tensor) -> tuple:
+    return tuple(t.shape), t.dtype, t.device
 
 
 def feed_forward(x: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None,
@@ -170,6 +169,7 @@ class _FeedForward(torch.autograd.Function):
             operands = (x, w1, b1, w2, b2)
             wanted = [t for t, need in zip(operands, needed, strict=True) if need]
             grads = iter(torch.autograd.grad(y, wanted, g, create_graph=True))
+            ctx.hidden = None  # not read on this route: h and a are freed now
             return (*(next(grads) if need else None for need in needed), None, None)
         if ctx.hidden is None:  # a second backward (retain_graph): h and a afresh
             ctx.hidden = _hidden(x, w1, b1, ctx.activation, ctx.buffers)

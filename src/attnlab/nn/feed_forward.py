@@ -54,7 +54,8 @@ class FeedForward(nn.Module):
         if not hooks_below(self):  # the fast path: no hook on linear1, linear2 or hook_post
             l1, l2 = self.linear1, self.linear2
             if is_identity(self.dropout) and needs_grad(x, l1.weight, l2.weight):
-                # training: the backward writes into the hidden layer's memory
+                # recorded by autograd: a backward that writes into the hidden layer's memory,
+                # which training mode keeps from step to step
                 buffers = self.hidden_buffers if self.training else None
                 return feed_forward(x, l1.weight, l1.bias, l2.weight, l2.bias, self.activation,
                                     buffers)  # fmt: skip

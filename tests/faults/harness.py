@@ -91,7 +91,8 @@ def resume_and_compare(corpus, out, expected, *, stopped_at=None, tolerance=0.0,
     logged (``stopped_at``), and the checkpoint is the last step's."""
     result = train(config(corpus, out, **changes), resume=True)
     assert (result.steps, result.stopped) == (STEPS, "finished")
-    assert not [p.name for p in Path(out).iterdir() if p.name.startswith(".")]
+    left = [p.name for p in Path(out).iterdir() if p.name.startswith(".")]
+    assert not left, f"temporary files left after resuming: {left}"
     found = losses(out)
     assert set(found) - set(expected) <= {stopped_at}
     assert {step: found[step] for step in expected} == pytest.approx(expected, abs=tolerance)

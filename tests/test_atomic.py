@@ -1,5 +1,6 @@
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,22 @@ def test_check_writable_names_the_folder_and_keeps_the_systems_reason(tmp_path, 
     with pytest.raises(OSError, match=f"folder {tmp_path} cannot take a file") as caught:
         check_writable(tmp_path)
     assert not isinstance(caught.value, PermissionError)
+
+
+def test_a_writers_own_temporary_files_stay_out_of_the_target_folder(tmp_path):
+    """safetensors 0.8 writes a .tmpXXXXXX beside the file it is given, then renames it: a
+    save that fails (or is killed) inside it leaves nothing beside the target."""
+    import safetensors.torch
+    import torch
+
+    path = atomic_write(tmp_path / "w.safetensors",
+                        lambda tmp: safetensors.torch.save_file({"x": torch.ones(3)}, tmp))  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+    def fail(tmp):
+        (Path(tmp).parent / ".tmpAbC12x").write_bytes(b"half")  # as safetensors does
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]

@@ -1,14 +1,18 @@
 """Atomic file writes: write to a temporary file in the target's folder, then rename over the
 target, so a reader (or a crash) never sees half a file. Files get the usual 0644 mode.
 
-A process killed between the two leaves its temporary file (``.NAME.XXXXXXXX.SUFFIX`` next to
-``NAME``); :func:`remove_temporaries` removes them (``attnlab train`` does at every start)."""
+The temporary file lives in a temporary folder of its own (``.NAME.XXXXXXXX.SUFFIX/NAME``
+next to ``NAME``), so whatever temporary files the writer makes beside it go there too:
+safetensors 0.8 writes its own ``.tmpXXXXXX`` beside the file it is asked for, then renames it.
+A process killed mid-write leaves that folder; :func:`remove_temporaries` removes it
+(``attnlab train`` does at every start)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,18 +37,18 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     OSError (a full disk, no permission) names ``path``, not the temporary file, and leaves
     neither the temporary file nor a changed ``path`` behind."""
     path = Path(path)
-    tmp = None
+    folder = None
     try:
         with failing_as(f"cannot write {path}"):
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path), suffix=path.suffix)
-            os.close(fd)
+            folder = tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path), suffix=path.suffix)
+            tmp = os.path.join(folder, path.name)
             write(tmp)
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
@@ -59,18 +63,22 @@ def failing_as(description: str) -> Iterator[None]:
 
 
 def temporaries(path: str | Path) -> list[Path]:
-    """The temporary files :func:`atomic_write` may have left for ``path`` (killed mid-write)."""
+    """The temporary folders :func:`atomic_write` may have left for ``path`` (killed
+    mid-write), and the temporary files earlier versions left."""
     path = Path(path)
     pattern = f"{_prefix(path)}{'?' * 8}{path.suffix}"  # mkstemp's 8 random characters
     return sorted(path.parent.glob(pattern))
 
 
 def remove_temporaries(path: str | Path) -> list[Path]:
-    """Remove the temporary files a killed :func:`atomic_write` of ``path`` left; returns them.
-    Only one writer per file may run at a time (another's file in progress would go too)."""
+    """Remove what a killed :func:`atomic_write` of ``path`` left; returns it. Only one writer
+    per file may run at a time (another's file in progress would go too)."""
     found = temporaries(path)
     for tmp in found:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     return found
 
 

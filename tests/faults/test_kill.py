@@ -51,8 +51,9 @@ def test_sigkill_in_the_middle_of_a_save_then_resume(corpus, reference, tmp_path
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert files(out) == before  # the kill itself changes nothing
-    stale = [name for name in before if name.startswith(".checkpoint.safetensors.")]
-    assert len(stale) == 1  # the half-written temporary file the killed save left
+    stale = [p for p in out.iterdir() if p.name.startswith(".checkpoint.safetensors.")]
+    assert len(stale) == 1  # the temporary folder of the killed save, its half-written file in it
+    assert (stale[0] / "checkpoint.safetensors").is_file()
     assert saved_step(out) == (None if save == 1 else 20 * (save - 1))  # the previous one
     if save == 1:  # killed before any checkpoint: nothing to resume; say so, change nothing
         return

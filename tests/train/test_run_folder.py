@@ -96,7 +96,11 @@ def test_start_removes_the_temporary_files_of_a_killed_save(tmp_path):
     (tmp_path / ".checkpoint.safetensors.abcd1234.safetensors").write_bytes(b"half")
     (tmp_path / ".metrics.jsonl.x_9zzzzz.jsonl").write_text("half")
     (tmp_path / ".checkpoint.safetensors.mine").write_text("not a temporary file")
+    killed = tmp_path / ".checkpoint.safetensors.efgh_678.safetensors"  # today's: a folder
+    killed.mkdir()
+    (killed / ".tmpAbC12x").write_bytes(b"safetensors' own temporary file")
     start_run(TrainConfig(out_dir=str(tmp_path)), resume_step=10, overwrite=False)
+    assert not killed.exists()
     assert sorted(files(tmp_path)) == [".checkpoint.safetensors.mine",
                                        "checkpoint.safetensors", "metrics.jsonl"]  # fmt: skip
 
